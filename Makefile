@@ -1,0 +1,48 @@
+# moelab: `make` builds build/moelab, `make test` runs the suite, `make bench` the benchmark.
+CC      ?= gcc
+OPT     ?= -O3 -march=native -fno-math-errno
+CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fopenmp -Isrc $(OPT)
+LDLIBS  += -lopenblas -lcjson -lm -fopenmp
+BUILD   ?= build
+PYTHON  ?= /usr/bin/python3
+
+LIB_SRC  := $(sort $(wildcard src/core/*.c src/model/*.c src/moe/*.c src/routers/*.c src/data/*.c src/io/*.c src/train/*.c))
+CLI_SRC  := $(sort $(wildcard src/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all test test-asan bench fixtures clean
+all: $(BUILD)/moelab
+
+$(BUILD)/libmoelab.a: $(LIB_OBJ)
+	ar rcs $@ $^
+
+$(BUILD)/moelab: $(CLI_OBJ) $(BUILD)/libmoelab.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c $(wildcard src/*/*.h) tests/testlib.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoelab.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# The whole suite: C unit tests, then the CLI tests; ends with "N passed, N failed".
+test: $(BUILD)/moelab $(TESTS)
+	@BUILD=$(BUILD) PYTHON=$(PYTHON) tests/run_tests.sh $(TESTS)
+
+# The same suite under AddressSanitizer + UBSan, in its own build folder.
+test-asan:
+	$(MAKE) test BUILD=build-asan OPT="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"
+
+# Regenerates the PyTorch parity fixtures in tests/fixtures (needs python3-torch).
+fixtures:
+	$(PYTHON) tests/mirror/make_fixtures.py --out tests/fixtures
+
+bench: $(BUILD)/moelab
+	$(BUILD)/moelab bench
+
+clean:
+	rm -rf build build-asan

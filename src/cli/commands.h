@@ -1,0 +1,15 @@
+/* Subcommands of the moelab CLI; each parses its own flags and prints --help. */
+#ifndef MOELAB_COMMANDS_H
+#define MOELAB_COMMANDS_H
+
+int cmd_prepare(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_sample(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* Shared flag helper: true when argv[i] is -h or --help. */
+int cli_is_help(const char *arg);
+
+#endif

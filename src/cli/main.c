@@ -1,0 +1,37 @@
+/* moelab: train, evaluate and look inside Mixture-of-Experts language models. */
+#include "cli/commands.h"
+#include <stdio.h>
+#include <string.h>
+
+int cli_is_help(const char *arg) { return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0; }
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} COMMANDS[] = {
+    {"prepare", cmd_prepare, "turn text files or folders into token shards"},
+    {"train", cmd_train, "train a model (or --resume one)"},
+    {"eval", cmd_eval, "loss and bits per byte of a checkpoint on a split"},
+    {"sample", cmd_sample, "generate text from a checkpoint"},
+    {"info", cmd_info, "config and parameter counts of a checkpoint"},
+    {"bench", cmd_bench, "tokens/s and MFU of moelab vs the PyTorch mirror"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: moelab COMMAND [FLAGS]   (moelab COMMAND --help for its flags)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || cli_is_help(argv[1])) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 1 : 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "moelab: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 1;
+}

@@ -1,0 +1,240 @@
+#include "core/ops.h"
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include "core/util.h"
+
+void matmul_forward(float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate) {
+    if (n <= 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, outd, in, 1.0f, inp, in, w, in, accumulate ? 1.0f : 0.0f, out, outd);
+}
+
+void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n, int in, int outd) {
+    if (n <= 0) return;
+    if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, outd, 1.0f, dout, outd, w, in, 1.0f, dinp, in);
+    if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, outd, in, n, 1.0f, dout, outd, inp, in, 1.0f, dw, in);
+}
+
+void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int n, int d, float eps) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * d;
+        float *yi = y + (size_t)i * d;
+        float ss = 0.0f;
+        for (int j = 0; j < d; j++) ss += xi[j] * xi[j];
+        float r = 1.0f / sqrtf(ss / d + eps);
+        rstd[i] = r;
+        for (int j = 0; j < d; j++) yi[j] = xi[j] * r * w[j];
+    }
+}
+
+void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int n, int d) {
+    /* dx = r*(w*dy) - r^3/d * x * sum(w*dy*x); dw = sum_rows dy*x*r.
+     * dw is reduced per thread in fixed row blocks so the sum order depends only on the thread count. */
+    int nt = omp_get_max_threads();
+    float *part = ml_calloc((size_t)nt * d, sizeof(float));
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        float *pw = part + (size_t)tid * d;
+        int lo = (int)((long)n * tid / nth), hi = (int)((long)n * (tid + 1) / nth);
+        for (int i = lo; i < hi; i++) {
+            const float *xi = x + (size_t)i * d, *dyi = dy + (size_t)i * d;
+            float *dxi = dx + (size_t)i * d;
+            float r = rstd[i], dot = 0.0f;
+            for (int j = 0; j < d; j++) dot += w[j] * dyi[j] * xi[j];
+            float c = r * r * r * dot / d;
+            for (int j = 0; j < d; j++) {
+                dxi[j] += r * w[j] * dyi[j] - c * xi[j];
+                pw[j] += dyi[j] * xi[j] * r;
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++)
+        for (int j = 0; j < d; j++) dw[j] += part[(size_t)t * d + j];
+    free(part);
+}
+
+void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, int inverse) {
+    int hd = D / NH, half = hd / 2;
+    /* Angles in double: p*f in float would err by ~p*1e-7 radians, visible at 1e-5 parity. */
+    float *cs = ml_malloc((size_t)T * half * 2 * sizeof(float));
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < half; i++) {
+            double ang = (double)(pos0 + t) * pow((double)theta, -2.0 * i / hd);
+            cs[((size_t)t * half + i) * 2] = (float)cos(ang);
+            cs[((size_t)t * half + i) * 2 + 1] = (float)(inverse ? -sin(ang) : sin(ang));
+        }
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < B * T; r++) {
+        const float *c = cs + (size_t)(r % T) * half * 2;
+        for (int part = 0; part < 2; part++) { /* q, then k */
+            float *base = qkv + (size_t)r * 3 * D + part * D;
+            for (int h = 0; h < NH; h++) {
+                float *v = base + h * hd;
+                for (int i = 0; i < half; i++) {
+                    float co = c[2 * i], si = c[2 * i + 1];
+                    float a = v[i], b = v[i + half];
+                    v[i] = a * co - b * si;
+                    v[i + half] = b * co + a * si;
+                }
+            }
+        }
+    }
+    free(cs);
+}
+
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
+    int hd = D / NH, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        const float *q = qkv + (size_t)b * T * ld + h * hd, *k = q + D, *v = q + 2 * D;
+        float *P = att + (size_t)bh * T * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, P, T);
+        for (int i = 0; i < T; i++) {
+            float *row = P + (size_t)i * T, mx = -INFINITY, sum = 0.0f;
+            for (int j = 0; j <= i; j++) mx = fmaxf(mx, row[j]);
+            for (int j = 0; j <= i; j++) {
+                row[j] = expf(row[j] - mx);
+                sum += row[j];
+            }
+            float inv = 1.0f / sum;
+            for (int j = 0; j <= i; j++) row[j] *= inv;
+            for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, v, ld, 0.0f,
+                    out + (size_t)b * T * D + h * hd, D);
+    }
+}
+
+void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
+                        int B, int T, int D, int NH) {
+    int hd = D / NH, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        size_t off = (size_t)b * T * ld + h * hd;
+        const float *q = qkv + off, *k = q + D, *v = q + 2 * D;
+        float *dq = dqkv + off, *dk = dq + D, *dv = dq + 2 * D;
+        const float *P = att + (size_t)bh * T * T, *dO = dout + (size_t)b * T * D + h * hd;
+        float *dP = datt + (size_t)bh * T * T;
+        /* dP = dO V^T ; dV += P^T dO */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, ld, 0.0f, dP, T);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dO, D, 1.0f, dv, ld);
+        /* softmax backward, scaled: dS = P (dP - sum_j P dP) * scale */
+        for (int i = 0; i < T; i++) {
+            const float *p = P + (size_t)i * T;
+            float *d = dP + (size_t)i * T, dot = 0.0f;
+            for (int j = 0; j <= i; j++) dot += p[j] * d[j];
+            for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
+            for (int j = i + 1; j < T; j++) d[j] = 0.0f;
+        }
+        /* dQ += dS K ; dK += dS^T Q */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dP, T, k, ld, 1.0f, dq, ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dP, T, q, ld, 1.0f, dk, ld);
+    }
+}
+
+static inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
+
+void swiglu_forward(float *y, float *h, float *a, const float *x, const float *w_gu, const float *w_d, int n, int D, int F) {
+    if (n <= 0) return;
+    matmul_forward(h, x, w_gu, n, D, 2 * F, 0);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *hi = h + (size_t)i * 2 * F;
+        float *ai = a + (size_t)i * F;
+        for (int j = 0; j < F; j++) {
+            float g = hi[j];
+            ai[j] = g * sigmoidf(g) * hi[F + j];
+        }
+    }
+    matmul_forward(y, a, w_d, n, F, D, 0);
+}
+
+void swiglu_backward(float *dx, float *dw_gu, float *dw_d, float *dh, float *da, const float *dy, const float *x,
+                     const float *h, const float *a, const float *w_gu, const float *w_d, int n, int D, int F) {
+    if (n <= 0) return;
+    /* da = dy W_d ; dW_d += dy^T a */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, F, D, 1.0f, dy, D, w_d, F, 0.0f, da, F);
+    matmul_backward(NULL, dw_d, dy, a, w_d, n, F, D);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *hi = h + (size_t)i * 2 * F, *dai = da + (size_t)i * F;
+        float *dhi = dh + (size_t)i * 2 * F;
+        for (int j = 0; j < F; j++) {
+            float g = hi[j], u = hi[F + j], s = sigmoidf(g);
+            dhi[j] = dai[j] * u * s * (1.0f + g * (1.0f - s));
+            dhi[F + j] = dai[j] * g * s;
+        }
+    }
+    matmul_backward(dx, dw_gu, dh, x, w_gu, n, D, 2 * F);
+}
+
+float crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int V) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        if (targets[i] < 0) {
+            losses[i] = 0.0f;
+            continue;
+        }
+        const float *l = logits + (size_t)i * V;
+        float mx = -INFINITY;
+        for (int j = 0; j < V; j++) mx = fmaxf(mx, l[j]);
+        double s = 0.0;
+        for (int j = 0; j < V; j++) s += expf(l[j] - mx);
+        losses[i] = (float)(mx + log(s) - l[targets[i]]);
+    }
+    /* Serial sum: an OpenMP float reduction combines in a run-dependent order. */
+    double total = 0.0;
+    int valid = 0;
+    for (int i = 0; i < n; i++)
+        if (targets[i] >= 0) {
+            total += losses[i];
+            valid++;
+        }
+    return valid ? (float)(total / valid) : 0.0f;
+}
+
+void crossentropy_backward(float *dlogits, const float *logits, const int *targets, int n, int V, float scale) {
+    int valid = 0;
+    for (int i = 0; i < n; i++) valid += targets[i] >= 0;
+    float c = valid ? scale / valid : 0.0f;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        float *d = dlogits + (size_t)i * V;
+        if (targets[i] < 0) {
+            memset(d, 0, sizeof(float) * V);
+            continue;
+        }
+        const float *l = logits + (size_t)i * V;
+        float mx = -INFINITY, s = 0.0f;
+        for (int j = 0; j < V; j++) mx = fmaxf(mx, l[j]);
+        for (int j = 0; j < V; j++) s += (d[j] = expf(l[j] - mx));
+        float inv = c / s;
+        for (int j = 0; j < V; j++) d[j] *= inv;
+        d[targets[i]] -= c;
+    }
+}
+
+void softmax_rows(float *out, const float *in, int n, int d) {
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *x = in + (size_t)i * d;
+        float *y = out + (size_t)i * d, mx = -INFINITY, s = 0.0f;
+        for (int j = 0; j < d; j++) mx = fmaxf(mx, x[j]);
+        for (int j = 0; j < d; j++) s += (y[j] = expf(x[j] - mx));
+        float inv = 1.0f / s;
+        for (int j = 0; j < d; j++) y[j] *= inv;
+    }
+}
+
+void add_inplace(float *y, const float *x, size_t n) {
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}

@@ -1,0 +1,40 @@
+/* Forward/backward pairs over plain arrays; shapes are in the arguments.
+ * Every backward accumulates (+=) into its gradient outputs. Matrices are row-major;
+ * a weight W[out, in] acts as y = x W^T, like a PyTorch Linear. */
+#ifndef MOELAB_OPS_H
+#define MOELAB_OPS_H
+#include <stddef.h>
+
+/* out[n, o] = inp[n, i] W[o, i]^T, or += when accumulate */
+void matmul_forward(float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate);
+/* dinp[n, i] += dout W ; dw[o, i] += dout^T inp (either may be NULL) */
+void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n, int in, int outd);
+
+/* y = x / rms(x) * w, per row of length d; rstd[n] kept for the backward */
+void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int n, int d, float eps);
+void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, const float *w, const float *rstd, int n, int d);
+
+/* Rotary embedding on q and k inside qkv [B*T, 3D] in place, rotate-half convention (HF Llama).
+ * pos0 is the position of the first row (KV-cache decoding). inverse=1 undoes it (the backward). */
+void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, int inverse);
+
+/* Causal attention. qkv [B*T, 3D] (post-RoPE), att [B, NH, T, T] softmax probs, out [B*T, D]. */
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH);
+void attention_backward(float *dqkv, float *datt_scratch, const float *dout, const float *qkv, const float *att,
+                        int B, int T, int D, int NH);
+
+/* SwiGLU FFN: h = x W_gu^T [n, 2F], a = silu(h_gate) * h_up [n, F], y = a W_d^T [n, D]. */
+void swiglu_forward(float *y, float *h, float *a, const float *x, const float *w_gu, const float *w_d, int n, int D, int F);
+/* dx += ..., dw_gu += ..., dw_d += ...; dh [n,2F] and da [n,F] are scratch. */
+void swiglu_backward(float *dx, float *dw_gu, float *dw_d, float *dh, float *da, const float *dy, const float *x,
+                     const float *h, const float *a, const float *w_gu, const float *w_d, int n, int D, int F);
+
+/* Cross-entropy over rows of logits [n, V]; losses[n] per row; returns the mean. */
+float crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int V);
+/* dlogits = (softmax - onehot) * scale / n (written, not accumulated: logits grads start here) */
+void crossentropy_backward(float *dlogits, const float *logits, const int *targets, int n, int V, float scale);
+
+void softmax_rows(float *out, const float *in, int n, int d);
+void add_inplace(float *y, const float *x, size_t n);
+
+#endif

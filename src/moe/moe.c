@@ -1,0 +1,145 @@
+#include "moe/moe.h"
+#include "core/ops.h"
+#include "core/util.h"
+#include <stdlib.h>
+#include <string.h>
+
+void moe_acts_free(MoEActs *a) {
+    routing_free(&a->rt);
+    void *bufs[] = {a->counts, a->offsets, a->pos, a->tok_start, a->tok_pairs, a->xg, a->h, a->a, a->y,
+                    a->sh_h, a->sh_a, a->sh_y, a->dy, a->dxg, a->dh, a->da, a->dgate, a->sh_dh, a->sh_da};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    memset(a, 0, sizeof *a);
+}
+
+static void *grow(void *p, size_t n, size_t elem) { return ml_realloc(p, (n ? n : 1) * elem); }
+
+/* Buffers grow to the largest routing seen and are kept for the backward. */
+static void reserve(MoEActs *a, const ModelConfig *m, int T, int P) {
+    int D = m->d_model, F = m->d_expert, Fs = m->n_shared * m->d_expert;
+    if (!a->counts) {
+        a->counts = ml_calloc(m->n_experts, sizeof(int));
+        a->offsets = ml_calloc(m->n_experts + 1, sizeof(int));
+    }
+    if ((size_t)P > a->cap_pairs) {
+        size_t n = P;
+        a->pos = grow(a->pos, n, sizeof(int));
+        a->tok_pairs = grow(a->tok_pairs, n, sizeof(int));
+        a->dgate = grow(a->dgate, n, sizeof(float));
+        a->xg = grow(a->xg, n * D, sizeof(float));
+        a->y = grow(a->y, n * D, sizeof(float));
+        a->dy = grow(a->dy, n * D, sizeof(float));
+        a->dxg = grow(a->dxg, n * D, sizeof(float));
+        a->h = grow(a->h, n * 2 * F, sizeof(float));
+        a->dh = grow(a->dh, n * 2 * F, sizeof(float));
+        a->a = grow(a->a, n * F, sizeof(float));
+        a->da = grow(a->da, n * F, sizeof(float));
+        a->cap_pairs = n;
+    }
+    if ((size_t)T > a->cap_tokens) {
+        size_t n = T;
+        a->tok_start = grow(a->tok_start, n + 1, sizeof(int));
+        if (Fs > 0) {
+            a->sh_h = grow(a->sh_h, n * 2 * Fs, sizeof(float));
+            a->sh_dh = grow(a->sh_dh, n * 2 * Fs, sizeof(float));
+            a->sh_a = grow(a->sh_a, n * Fs, sizeof(float));
+            a->sh_da = grow(a->sh_da, n * Fs, sizeof(float));
+            a->sh_y = grow(a->sh_y, n * D, sizeof(float));
+        }
+        a->cap_tokens = n;
+    }
+}
+
+/* Counting sorts of the pairs: by expert (rows of the expert-contiguous buffer) and
+ * by token (for the combine). Both are stable in pair order, so results are deterministic. */
+static void build_dispatch(MoEActs *a, int T, int E) {
+    const Routing *rt = &a->rt;
+    int P = rt->n_pairs;
+    memset(a->counts, 0, E * sizeof(int));
+    for (int p = 0; p < P; p++) a->counts[rt->expert[p]]++;
+    a->offsets[0] = 0;
+    for (int e = 0; e < E; e++) a->offsets[e + 1] = a->offsets[e] + a->counts[e];
+    int *next = ml_malloc((size_t)(E > T ? E : T) * sizeof(int));
+    memcpy(next, a->offsets, E * sizeof(int));
+    for (int p = 0; p < P; p++) a->pos[p] = next[rt->expert[p]]++;
+    memset(a->tok_start, 0, (T + 1) * sizeof(int));
+    for (int p = 0; p < P; p++) a->tok_start[rt->token[p] + 1]++;
+    for (int t = 0; t < T; t++) a->tok_start[t + 1] += a->tok_start[t];
+    memcpy(next, a->tok_start, T * sizeof(int));
+    for (int p = 0; p < P; p++) a->tok_pairs[next[rt->token[p]]++] = p;
+    free(next);
+}
+
+void moe_forward(MoEActs *a, RouterLayer *r, const BlockParams *p, const ModelConfig *m, const float *x, int T, float *out) {
+    int D = m->d_model, F = m->d_expert, E = m->n_experts, Fs = m->n_shared * F;
+    double t0 = ml_now();
+    r->spec->forward(r, x, p->router, T, &a->rt);
+    a->router_seconds = ml_now() - t0;
+    a->T = T;
+    a->E = E;
+    a->D = D;
+    a->F = F;
+    int P = a->rt.n_pairs;
+    reserve(a, m, T, P);
+    build_dispatch(a, T, E);
+#pragma omp parallel for schedule(static)
+    for (int q = 0; q < P; q++) memcpy(a->xg + (size_t)a->pos[q] * D, x + (size_t)a->rt.token[q] * D, D * sizeof(float));
+    for (int e = 0; e < E; e++) {
+        size_t off = a->offsets[e];
+        swiglu_forward(a->y + off * D, a->h + off * 2 * F, a->a + off * F, a->xg + off * D,
+                       p->exp_gate_up + (size_t)e * 2 * F * D, p->exp_down + (size_t)e * D * F, a->counts[e], D, F);
+    }
+    if (Fs > 0) swiglu_forward(a->sh_y, a->sh_h, a->sh_a, x, p->sh_gate_up, p->sh_down, T, D, Fs);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *o = out + (size_t)t * D;
+        if (Fs > 0) memcpy(o, a->sh_y + (size_t)t * D, D * sizeof(float));
+        else memset(o, 0, D * sizeof(float));
+        for (int i = a->tok_start[t]; i < a->tok_start[t + 1]; i++) {
+            int q = a->tok_pairs[i];
+            float g = a->rt.gate[q];
+            const float *y = a->y + (size_t)a->pos[q] * D;
+            for (int j = 0; j < D; j++) o[j] += g * y[j];
+        }
+    }
+}
+
+void moe_backward(MoEActs *a, RouterLayer *r, const BlockParams *p, BlockParams *g, const ModelConfig *m,
+                  const float *x, int T, const float *dout, float *dx, float scale) {
+    int D = m->d_model, F = m->d_expert, E = m->n_experts, Fs = m->n_shared * F;
+    int P = a->rt.n_pairs;
+    /* Through the combine: each pair's output gets gate * dout; its gate gets <dout, y>. */
+#pragma omp parallel for schedule(static)
+    for (int q = 0; q < P; q++) {
+        const float *d = dout + (size_t)a->rt.token[q] * D, *y = a->y + (size_t)a->pos[q] * D;
+        float *dy = a->dy + (size_t)a->pos[q] * D, gq = a->rt.gate[q], dot = 0.0f;
+        for (int j = 0; j < D; j++) {
+            dy[j] = gq * d[j];
+            dot += d[j] * y[j];
+        }
+        a->dgate[q] = dot;
+    }
+    if (r->spec->backward_outputs) r->spec->backward_outputs(r, &a->rt, a->y, a->pos, a->dy, scale);
+    memset(a->dxg, 0, (size_t)P * D * sizeof(float));
+    for (int e = 0; e < E; e++) {
+        size_t off = a->offsets[e];
+        swiglu_backward(a->dxg + off * D, g->exp_gate_up + (size_t)e * 2 * F * D, g->exp_down + (size_t)e * D * F,
+                        a->dh + off * 2 * F, a->da + off * F, a->dy + off * D, a->xg + off * D, a->h + off * 2 * F,
+                        a->a + off * F, p->exp_gate_up + (size_t)e * 2 * F * D, p->exp_down + (size_t)e * D * F,
+                        a->counts[e], D, F);
+    }
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *o = dx + (size_t)t * D;
+        for (int i = a->tok_start[t]; i < a->tok_start[t + 1]; i++) {
+            const float *d = a->dxg + (size_t)a->pos[a->tok_pairs[i]] * D;
+            for (int j = 0; j < D; j++) o[j] += d[j];
+        }
+    }
+    if (Fs > 0)
+        swiglu_backward(dx, g->sh_gate_up, g->sh_down, a->sh_dh, a->sh_da, dout, x, a->sh_h, a->sh_a, p->sh_gate_up,
+                        p->sh_down, T, D, Fs);
+    double t0 = ml_now();
+    r->spec->backward(r, x, p->router, T, &a->rt, a->dgate, scale, g->router, dx);
+    a->router_seconds += ml_now() - t0;
+}

@@ -1,0 +1,91 @@
+/* The router interface. One router per file in src/routers/, listed once in registry.c.
+ *
+ * A router turns the normalised MoE input of T tokens into (token, expert, gate)
+ * pairs. The number of pairs per token is free (0..E): token-choice routers emit k
+ * per token, expert-choice and capacity-limited routers emit more for some tokens
+ * and none for others. Scoring may be learned (a [rows, D] weight in the parameter
+ * buffer) or fixed (rows = 0). A router owns its auxiliary losses: it reports their
+ * unscaled values and adds their gradients itself, into the router logits (backward)
+ * or into the expert outputs (backward_outputs). Persistent non-parameter state
+ * (counts, biases, calibrated multipliers) lives in `state` and is checkpointed. */
+#ifndef MOELAB_ROUTER_H
+#define MOELAB_ROUTER_H
+#include "model/config.h"
+#include <stddef.h>
+
+typedef enum {
+    ROUTE_TRAIN, /* training forward: batch-level selection, statistics update */
+    ROUTE_EVAL,  /* validation with the training rule, no state update */
+    ROUTE_INFER  /* causal per-token rule, as used in generation */
+} RouteMode;
+
+typedef struct {
+    int n_tokens, n_pairs;
+    int *token, *expert; /* [n_pairs] */
+    float *gate;         /* [n_pairs] weight of the expert output */
+    size_t cap;          /* allocated pairs */
+} Routing;
+void routing_reserve(Routing *rt, int n_pairs);
+void routing_free(Routing *rt);
+
+#define ROUTER_MAX_LOSSES 4
+typedef struct {
+    const char *name; /* e.g. "aux", "z" */
+    float value;      /* unscaled: for "aux", 1.0 means balanced */
+    float coef;       /* weight in the training loss */
+} RouterLoss;
+
+typedef struct RouterSpec RouterSpec;
+typedef struct {
+    const RouterSpec *spec;
+    const ModelConfig *cfg;
+    int layer, E, k, D;
+    RouteMode mode;
+    long step, total_steps; /* optimizer step, for warm-ups and anneals */
+    double *state;          /* persistent state, state_len values (checkpointed) */
+    int state_len;
+    void *priv;             /* router scratch */
+    const float *probs;     /* [T, E] router probabilities of the last forward, or NULL */
+    int n_losses;
+    RouterLoss losses[ROUTER_MAX_LOSSES];
+} RouterLayer;
+
+struct RouterSpec {
+    const char *name, *summary;
+    int (*param_rows)(const ModelConfig *m); /* rows of the learned weight; 0 = fixed scoring */
+    int (*state_len)(const ModelConfig *m);  /* persistent doubles per layer */
+    int (*init)(RouterLayer *r);              /* parse cfg->router_opts, allocate priv; -1 with ml_fail */
+    void (*free)(RouterLayer *r);
+    /* x [T, D], w [rows, D] or NULL. Fills rt and r->losses. */
+    void (*forward)(RouterLayer *r, const float *x, const float *w, int T, Routing *rt);
+    /* Optional. y: expert outputs before gating, pair p at y + pos[p]*D; adds loss gradients into dy (same layout). */
+    void (*backward_outputs)(RouterLayer *r, const Routing *rt, const float *y, const int *pos, float *dy, float scale);
+    /* dgate [n_pairs]: dL/dgate. Adds its own loss gradients (times scale). Accumulates dw and dx. */
+    void (*backward)(RouterLayer *r, const float *x, const float *w, int T, const Routing *rt, const float *dgate,
+                     float scale, float *dw, float *dx);
+    void (*after_step)(RouterLayer *r); /* optional, after each optimizer step */
+};
+
+const RouterSpec *router_find(const char *name);
+/* NULL-terminated list of every router. */
+const RouterSpec *const *router_all(void);
+
+/* Shared helpers for routers with a linear softmax scorer. */
+/* logits[T,E] = x w^T; probs = softmax(logits) */
+void router_linear_softmax(const float *x, const float *w, int T, int D, int E, float *logits, float *probs);
+/* Switch aux loss: E * sum_e f_e P_e with f_e = count_e/(T k), P_e = mean prob. Returns the unscaled value. */
+float router_switch_aux(const float *probs, const int *counts, int T, int E, int k);
+/* Adds coef*scale * d(aux)/d(probs) into dprobs. */
+void router_switch_aux_backward(float *dprobs, const int *counts, int T, int E, int k, float coef_scale);
+/* z-loss: mean_t logsumexp(logits_t)^2; lse[T] is filled for the backward. */
+float router_z_loss(const float *logits, int T, int E, float *lse);
+/* Adds coef*scale * d(z)/d(logits) into dlogits. */
+void router_z_loss_backward(float *dlogits, const float *probs, const float *lse, int T, int E, float coef_scale);
+/* dlogits += softmax backward of dprobs (rows of length E). */
+void router_softmax_backward(float *dlogits, const float *probs, const float *dprobs, int T, int E);
+/* dw += dlogits^T x, dx += dlogits w. */
+void router_linear_backward(const float *x, const float *w, const float *dlogits, int T, int D, int E, float *dw, float *dx);
+/* Parses "key=value,key=value": calls fn for each pair; fn returns -1 (ml_fail) for an unknown key. */
+int router_parse_opts(const char *opts, int (*fn)(void *ctx, const char *key, const char *value), void *ctx);
+
+#endif

@@ -1,0 +1,18 @@
+/* Every router, by name. Adding a router: its own file in src/routers/ and one line here. */
+#include "moe/router.h"
+#include <string.h>
+
+extern const RouterSpec router_topk;
+
+static const RouterSpec *const ROUTERS[] = {
+    &router_topk,
+    NULL,
+};
+
+const RouterSpec *const *router_all(void) { return ROUTERS; }
+
+const RouterSpec *router_find(const char *name) {
+    for (int i = 0; ROUTERS[i]; i++)
+        if (strcmp(ROUTERS[i]->name, name) == 0) return ROUTERS[i];
+    return NULL;
+}

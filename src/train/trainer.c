@@ -1,0 +1,239 @@
+#include "train/trainer.h"
+#include "core/util.h"
+#include "io/checkpoint.h"
+#include "model/model.h"
+#include "model/optim.h"
+#include "train/evaluate.h"
+#include <cblas.h>
+#include <errno.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int set_threads(int n) {
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+    return n;
+}
+
+typedef struct {
+    TrainConfig tc;
+    Model model;
+    AdamW opt;
+    TrainState st;
+    Shard train, val;
+    DataMeta meta;
+    FILE *log;
+    char path[4096];
+} Run;
+
+static const char *run_path(Run *r, const char *dir, const char *name) {
+    snprintf(r->path, sizeof r->path, "%s/%s", dir, name);
+    return r->path;
+}
+
+static int load_data(Run *r, const char *dir) {
+    if (data_meta_load(&r->meta, dir)) return -1;
+    if (shard_load(&r->train, run_path(r, dir, "train.bin"))) return -1;
+    if (shard_load(&r->val, run_path(r, dir, "val.bin"))) return -1;
+    if (r->train.vocab_size != r->meta.vocab_size || r->val.vocab_size != r->meta.vocab_size)
+        return ml_fail("%s: shards and meta.json disagree on the vocabulary size", dir);
+    return 0;
+}
+
+/* A resumed run keeps its stored config; flags given again may change only how the
+ * run proceeds (steps, logging, threads...), never the model's shape. */
+static int resume_config(Run *r, TrainArgs *a) {
+    TrainConfig saved;
+    if (checkpoint_load_model(a->out_dir, &r->model, &saved)) return -1;
+    TrainConfig merged = saved;
+    merged.stop_at = 0; /* a stop applies to the invocation that asked for it */
+    for (int i = 0; i < a->n_flags; i++)
+        if (config_apply_flag(&merged, a->flags[i], a->values[i]) < 0) return -1;
+    char *x = config_to_json(&saved, 1), *y = config_to_json(&merged, 1);
+    int same = strcmp(x, y) == 0;
+    free(x);
+    free(y);
+    if (!same) return ml_fail("--resume: the model flags given differ from the checkpoint in %s (shape mismatch); drop them or use a new --out", a->out_dir);
+    r->tc = merged;
+    return config_validate(&r->tc);
+}
+
+static int open_log(Run *r, const char *out, long keep_through_step) {
+    const char *path = run_path(r, out, "log.jsonl");
+    if (keep_through_step >= 0 && ml_file_exists(path)) {
+        /* Drop lines written after the checkpoint, so the resumed log reads as one run. */
+        size_t len;
+        char *text = ml_read_file(path, &len);
+        if (!text) return -1;
+        size_t keep = 0;
+        for (char *line = text; *line;) {
+            char *nl = strchr(line, '\n');
+            size_t n = nl ? (size_t)(nl - line + 1) : strlen(line);
+            long step = -1;
+            const char *s = strstr(line, "\"step\":");
+            if (s) step = strtol(s + 7, NULL, 10);
+            if (step > keep_through_step || !nl) break;
+            keep += n;
+            line += n;
+        }
+        int rc = ml_write_file_atomic(path, text, keep);
+        free(text);
+        if (rc) return -1;
+    }
+    r->log = fopen(path, "a");
+    if (!r->log) return ml_fail("cannot open %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static void log_eval(Run *r, long step, const EvalResult *ev, const EvalResult *ev_infer) {
+    fprintf(r->log, "{\"step\":%ld,\"val_loss\":%.6f,\"val_bpb\":%.6f", step, ev->loss, ev->bpb);
+    if (ev_infer) fprintf(r->log, ",\"val_loss_infer\":%.6f,\"val_bpb_infer\":%.6f", ev_infer->loss, ev_infer->bpb);
+    fprintf(r->log, "}\n");
+    fflush(r->log);
+}
+
+static int run_eval(Run *r, long step, int quiet) {
+    EvalResult ev;
+    if (evaluate(&r->model, &r->val, &r->meta, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches, ROUTE_EVAL, &ev)) return -1;
+    log_eval(r, step, &ev, NULL);
+    if (!quiet) fprintf(stderr, "\nstep %ld | val_loss %.4f | val_bpb %.4f\n", step, ev.loss, ev.bpb);
+    return 0;
+}
+
+static void format_eta(char *buf, size_t n, double s) {
+    if (s < 0 || s > 1e7) snprintf(buf, n, "?");
+    else if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)(s / 60) % 60);
+    else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
+}
+
+static void progress(const Run *r, long step, long last, float loss, float lr, double tps, double eta) {
+    char e[32];
+    format_eta(e, sizeof e, eta);
+    fprintf(stderr, "%sstep %ld/%ld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s%s", isatty(2) ? "\r" : "", step, last,
+            loss, lr, tps, e, isatty(2) ? "   " : "\n");
+    (void)r;
+}
+
+/* One optimizer step over grad_accum micro-batches. Returns the mean LM loss. */
+static float train_step(Run *r, int *inp, int *tgt, float lr, float *grad_norm, float *rl, const char **rn, int *n_rl) {
+    TrainConfig *tc = &r->tc;
+    Model *m = &r->model;
+    int B = tc->batch, T = m->cfg.seq_len;
+    float loss = 0.0f, vals[ROUTER_MAX_LOSSES];
+    *n_rl = 0;
+    model_zero_grad(m);
+    for (int micro = 0; micro < tc->grad_accum; micro++) {
+        loader_next(&r->st.loader, inp, tgt);
+        loss += model_forward(m, inp, tgt, B, T, ROUTE_TRAIN) / tc->grad_accum;
+        model_backward(m, inp, tgt, 1.0f / tc->grad_accum);
+        int n = model_router_losses(m, rn, vals, ROUTER_MAX_LOSSES);
+        if (micro == 0) memset(rl, 0, sizeof(float) * ROUTER_MAX_LOSSES);
+        for (int i = 0; i < n; i++) rl[i] += vals[i] / tc->grad_accum;
+        *n_rl = n;
+    }
+    *grad_norm = clip_grad_norm(m->grads, m->table.total, tc->grad_clip);
+    adamw_step(&r->opt, &m->table, m->params, m->grads, lr, tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay);
+    return loss;
+}
+
+static int save(Run *r, const char *out) { return checkpoint_save(out, &r->model, &r->tc, &r->opt, &r->st); }
+
+static int setup(Run *r, TrainArgs *a) {
+    if (load_data(r, a->data_dir)) return -1;
+    if (a->resume) {
+        if (resume_config(r, a)) return -1;
+        if (r->model.cfg.vocab_size != r->meta.vocab_size)
+            return ml_fail("--resume: checkpoint vocab %d but data vocab %d (shape mismatch)", r->model.cfg.vocab_size, r->meta.vocab_size);
+        adamw_init(&r->opt, r->model.table.total);
+        if (checkpoint_load_state(a->out_dir, &r->model, &r->opt, &r->st)) return -1;
+        Rng saved = r->st.loader.rng;
+        if (loader_init(&r->st.loader, &r->train, r->tc.batch, r->model.cfg.seq_len, 0)) return -1;
+        r->st.loader.rng = saved;
+        return open_log(r, a->out_dir, r->st.step);
+    }
+    r->tc = a->tc;
+    if (r->tc.model.vocab_size == 0) r->tc.model.vocab_size = r->meta.vocab_size;
+    if (r->tc.model.vocab_size != r->meta.vocab_size)
+        return ml_fail("--vocab %d differs from the data's vocabulary (%d)", r->tc.model.vocab_size, r->meta.vocab_size);
+    if (config_validate(&r->tc)) return -1;
+    if (ml_file_exists(run_path(r, a->out_dir, "model.safetensors")))
+        return ml_fail("%s already holds a checkpoint: continue it with --resume, or choose another --out", a->out_dir);
+    if (ml_mkdir_p(a->out_dir)) return -1;
+    if (model_create(&r->model, &r->tc.model)) return -1;
+    model_init_weights(&r->model, r->tc.seed);
+    adamw_init(&r->opt, r->model.table.total);
+    r->st.step = 0;
+    if (loader_init(&r->st.loader, &r->train, r->tc.batch, r->tc.model.seq_len, r->tc.seed ^ 0x5EEDDA7Aull)) return -1;
+    char *cfg = config_to_json(&r->tc, 0);
+    int rc = ml_write_file_atomic(run_path(r, a->out_dir, "config.json"), cfg, strlen(cfg));
+    free(cfg);
+    if (rc) return -1;
+    return open_log(r, a->out_dir, -1);
+}
+
+static void teardown(Run *r) {
+    if (r->log) fclose(r->log);
+    model_free(&r->model);
+    adamw_free(&r->opt);
+    shard_free(&r->train);
+    shard_free(&r->val);
+    data_meta_free(&r->meta);
+}
+
+static int loop(Run *r, TrainArgs *a) {
+    TrainConfig *tc = &r->tc;
+    Model *m = &r->model;
+    long last = tc->stop_at > 0 && tc->stop_at < tc->steps ? tc->stop_at : tc->steps;
+    int B = tc->batch, T = m->cfg.seq_len;
+    int *inp = ml_malloc((size_t)B * T * sizeof(int)), *tgt = ml_malloc((size_t)B * T * sizeof(int));
+    double t_start = ml_now(), tokens_done = 0;
+    long first = r->st.step;
+    int rc = 0;
+    model_set_step(m, r->st.step, tc->steps);
+    while (r->st.step < last && rc == 0) {
+        long s = r->st.step;
+        float lr = lr_at((int)s, tc->steps, tc->warmup, tc->lr, tc->min_lr_frac), gn, rl[ROUTER_MAX_LOSSES];
+        const char *rn[ROUTER_MAX_LOSSES];
+        int n_rl;
+        double t0 = ml_now();
+        float loss = train_step(r, inp, tgt, lr, &gn, rl, rn, &n_rl);
+        double dt = ml_now() - t0;
+        r->st.step = s + 1;
+        model_after_step(m, r->st.step, tc->steps);
+        double tok = (double)B * T * tc->grad_accum;
+        tokens_done += tok;
+        if (r->st.step % tc->log_every == 0 || r->st.step == last) {
+            fprintf(r->log, "{\"step\":%ld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"tok_per_s\":%.1f", r->st.step, loss, lr, gn, tok / dt);
+            for (int i = 0; i < n_rl; i++) fprintf(r->log, ",\"%s\":%.6f", rn[i], rl[i]);
+            fprintf(r->log, ",\"router_share\":%.4f}\n", m->router_seconds / dt);
+            fflush(r->log);
+        }
+        double elapsed = ml_now() - t_start, rate = tokens_done / elapsed;
+        if (!a->quiet) progress(r, r->st.step, last, loss, lr, rate, (last - r->st.step) * tok / rate);
+        if (tc->eval_every > 0 && r->st.step % tc->eval_every == 0 && r->st.step != last) rc = run_eval(r, r->st.step, a->quiet);
+        if (rc == 0 && tc->ckpt_every > 0 && r->st.step % tc->ckpt_every == 0 && r->st.step != last) rc = save(r, a->out_dir);
+    }
+    if (rc == 0 && r->st.step > first) rc = run_eval(r, r->st.step, a->quiet);
+    if (rc == 0) rc = save(r, a->out_dir);
+    if (rc == 0 && !a->quiet) fprintf(stderr, "saved %s/model.safetensors at step %ld\n", a->out_dir, r->st.step);
+    free(inp);
+    free(tgt);
+    return rc;
+}
+
+int train_run(TrainArgs *a) {
+    Run *r = ml_calloc(1, sizeof *r);
+    set_threads(a->tc.threads);
+    int rc = setup(r, a);
+    if (rc == 0) {
+        set_threads(r->tc.threads);
+        rc = loop(r, a);
+    }
+    teardown(r);
+    free(r);
+    return rc;
+}

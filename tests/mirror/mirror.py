@@ -1,0 +1,286 @@
+"""PyTorch mirror of the moelab model (docs/model.md is the contract).
+
+Parameters are a plain dict name -> tensor (leaf tensors with requires_grad), with the
+names, shapes and order of docs/model.md / src/model/params.c. The same code runs in
+float64 (parity fixtures) and float32 (benchmark).
+"""
+import math
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class ModelCfg:
+    layers: int = 4
+    d_model: int = 128
+    heads: int = 4
+    seq_len: int = 128
+    vocab: int = 256
+    experts: int = 8
+    topk: int = 2
+    d_expert: int = 256
+    shared: int = 0
+    dense_layers: int = 0
+    d_dense: int = 0
+    tie_embeddings: int = 0
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-5
+    router: str = "topk"
+    aux_coef: float = 0.01
+    z_coef: float = 0.001
+    renorm: int = 1
+    router_opts: str = ""
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def head_dim(self):
+        return self.d_model // self.heads
+
+    @property
+    def dense_width(self):
+        return self.d_dense if self.d_dense > 0 else (self.topk + self.shared) * self.d_expert
+
+    def is_moe(self, layer):
+        return layer >= self.dense_layers
+
+    @property
+    def moe_layers(self):
+        return [l for l in range(self.layers) if self.is_moe(l)]
+
+
+@dataclass
+class TrainCfg:
+    batch: int = 8
+    grad_accum: int = 1
+    steps: int = 200
+    warmup: int = 20
+    lr: float = 3e-3
+    min_lr_frac: float = 0.1
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0
+    seed: int = 1337
+
+    def to_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+# ---------------------------------------------------------------------------------------
+# parameters
+
+
+def param_specs(cfg):
+    """[(name, shape, init)] in buffer order; init is 'normal', 'normal_out' or 'ones'."""
+    D, V, E, Fe = cfg.d_model, cfg.vocab, cfg.experts, cfg.d_expert
+    Fs, Fd = cfg.shared * Fe, cfg.dense_width
+    s = [("embed.weight", (V, D), "normal")]
+    for l in range(cfg.layers):
+        p = f"layers.{l}."
+        s.append((p + "attn_norm.weight", (D,), "ones"))
+        s.append((p + "attn.wqkv.weight", (3 * D, D), "normal"))
+        s.append((p + "attn.wo.weight", (D, D), "normal_out"))
+        s.append((p + "ffn_norm.weight", (D,), "ones"))
+        if cfg.is_moe(l):
+            s.append((p + "moe.router.weight", (E, D), "normal"))
+            s.append((p + "moe.experts.gate_up.weight", (E, 2 * Fe, D), "normal"))
+            s.append((p + "moe.experts.down.weight", (E, D, Fe), "normal_out"))
+            if Fs > 0:
+                s.append((p + "moe.shared.gate_up.weight", (2 * Fs, D), "normal"))
+                s.append((p + "moe.shared.down.weight", (D, Fs), "normal_out"))
+        else:
+            s.append((p + "ffn.gate_up.weight", (2 * Fd, D), "normal"))
+            s.append((p + "ffn.down.weight", (D, Fd), "normal_out"))
+    s.append(("norm.weight", (D,), "ones"))
+    if not cfg.tie_embeddings:
+        s.append(("lm_head.weight", (V, D), "normal"))
+    return s
+
+
+def init_params(cfg, dtype=torch.float32, generator=None, std=0.02, norm_noise=0.0):
+    """N(0, std) matrices, N(0, std/sqrt(2L)) output projections, norms 1 (+ optional noise)."""
+    std_out = std / math.sqrt(2.0 * cfg.layers)
+    params = {}
+    for name, shape, init in param_specs(cfg):
+        if init == "ones":
+            t = torch.ones(shape, dtype=torch.float64)
+            if norm_noise > 0:
+                t = t + norm_noise * torch.randn(shape, dtype=torch.float64, generator=generator)
+        else:
+            sd = std if init == "normal" else std_out
+            t = sd * torch.randn(shape, dtype=torch.float64, generator=generator)
+        params[name] = t.to(dtype).requires_grad_(True)
+    return params
+
+
+# ---------------------------------------------------------------------------------------
+# building blocks
+
+
+def rmsnorm(x, w, eps):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+
+def rope_tables(T, hd, theta, dtype):
+    # f_i = theta^(-2i/hd), angle = p * f_i, computed in float64 then cast
+    i = torch.arange(hd // 2, dtype=torch.float64)
+    f = theta ** (-2.0 * i / hd)
+    ang = torch.arange(T, dtype=torch.float64)[:, None] * f[None, :]
+    return torch.cos(ang).to(dtype), torch.sin(ang).to(dtype)
+
+
+def rope(x, cos, sin):
+    """x [B, NH, T, hd], rotate-half: x'[i] = x[i]c - x[i+h]s, x'[i+h] = x[i+h]c + x[i]s."""
+    x1, x2 = x.chunk(2, dim=-1)  # chunk: its backward is a cat, not zero-filled slices
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
+
+
+def attention(xn, wqkv, wo, B, T, NH, cos, sin, mask):
+    BT, D = xn.shape
+    hd = D // NH
+    q, k, v = F.linear(xn, wqkv).view(B, T, 3, NH, hd).unbind(dim=2)
+    q = q.transpose(1, 2)  # [B, NH, T, hd]
+    k = k.transpose(1, 2)
+    v = v.transpose(1, 2)
+    q = rope(q, cos, sin) * (1.0 / math.sqrt(hd))  # scale the [T, hd] queries, not the [T, T] scores
+    k = rope(k, cos, sin)
+    s = torch.matmul(q, k.transpose(-1, -2))
+    s = s.masked_fill(mask, float("-inf"))
+    att = torch.softmax(s, dim=-1)
+    y = torch.matmul(att, v).transpose(1, 2).reshape(BT, D)
+    return F.linear(y, wo)
+
+
+def swiglu(x, w_gu, w_d):
+    hg, hu = F.linear(x, w_gu).chunk(2, dim=-1)  # rows 0..F-1 gate, F..2F-1 up
+    a = F.silu(hg) * hu
+    return F.linear(a, w_d)
+
+
+def topk_router(xn, w_router, cfg):
+    """Returns (sel [BT,k] long, gates [BT,k], losses {aux, z}, probs [BT,E]).
+
+    Selection is non-differentiable; gates are differentiable in the probabilities.
+    Ties in p go to the lower expert index (stable descending sort)."""
+    BT = xn.shape[0]
+    E, k = cfg.experts, cfg.topk
+    logits = F.linear(xn, w_router)
+    probs = torch.softmax(logits, dim=-1)
+    with torch.no_grad():
+        if k == 1:
+            sel = probs.argmax(dim=-1, keepdim=True)  # first maximum: lowest index
+        else:
+            sel = torch.sort(probs, dim=-1, descending=True, stable=True)[1][:, :k]
+    g = probs.gather(1, sel)
+    if cfg.renorm:
+        g = g / g.sum(dim=-1, keepdim=True)
+    with torch.no_grad():
+        counts = torch.bincount(sel.reshape(-1), minlength=E).to(probs.dtype)
+        f = counts / (BT * k)  # constants in the backward
+    aux = E * (f * probs.mean(dim=0)).sum()
+    z = torch.logsumexp(logits, dim=-1).pow(2).mean()
+    return sel, g, {"aux": aux, "z": z}, probs
+
+
+def moe_experts(xn, sel, g, w_gu, w_d):
+    """sum over pairs (t, e, g) of g * SwiGLU_e(x_t): gather per expert, run, index_add back."""
+    BT, D = xn.shape
+    E = w_gu.shape[0]
+    k = sel.shape[1]
+    flat_e = sel.reshape(-1)
+    with torch.no_grad():
+        sorted_e, order = torch.sort(flat_e, stable=True)
+        tok = torch.div(order, k, rounding_mode="floor")
+        counts = torch.bincount(sorted_e, minlength=E).tolist()
+    gates = g.reshape(-1).index_select(0, order)
+    xs = xn.index_select(0, tok)
+    outs = []
+    for e, xe in enumerate(xs.split(counts, dim=0)):
+        if xe.shape[0] > 0:
+            outs.append(swiglu(xe, w_gu[e], w_d[e]))
+    ys = torch.cat(outs, dim=0) * gates[:, None]
+    return torch.zeros_like(xn).index_add(0, tok, ys)
+
+
+def forward(params, cfg, inputs, targets=None, details=False):
+    """inputs/targets [B, T] long. Returns dict: logits [BT,V], ce, total, router losses per
+    MoE block (unscaled) and, with details, routing per MoE block (sel, gates)."""
+    B, T = inputs.shape
+    D, NH = cfg.d_model, cfg.heads
+    emb = params["embed.weight"]
+    dtype = emb.dtype
+    x = emb.index_select(0, inputs.reshape(-1))
+    cos, sin = rope_tables(T, D // NH, cfg.rope_theta, dtype)
+    mask = torch.ones(T, T, dtype=torch.bool).triu(1)
+    aux_l, z_l, routes = [], [], {}
+    for l in range(cfg.layers):
+        p = f"layers.{l}."
+        xn = rmsnorm(x, params[p + "attn_norm.weight"], cfg.norm_eps)
+        x = x + attention(xn, params[p + "attn.wqkv.weight"], params[p + "attn.wo.weight"], B, T, NH, cos, sin, mask)
+        xn = rmsnorm(x, params[p + "ffn_norm.weight"], cfg.norm_eps)
+        if cfg.is_moe(l):
+            sel, g, losses, probs = topk_router(xn, params[p + "moe.router.weight"], cfg)
+            y = moe_experts(xn, sel, g, params[p + "moe.experts.gate_up.weight"], params[p + "moe.experts.down.weight"])
+            if cfg.shared > 0:
+                y = y + swiglu(xn, params[p + "moe.shared.gate_up.weight"], params[p + "moe.shared.down.weight"])
+            aux_l.append(losses["aux"])
+            z_l.append(losses["z"])
+            if details:
+                routes[l] = (sel.detach(), g.detach(), probs.detach())
+        else:
+            y = swiglu(xn, params[p + "ffn.gate_up.weight"], params[p + "ffn.down.weight"])
+        x = x + y
+    x = rmsnorm(x, params["norm.weight"], cfg.norm_eps)
+    head = params["embed.weight"] if cfg.tie_embeddings else params["lm_head.weight"]
+    logits = F.linear(x, head)
+    out = {"logits": logits, "aux": aux_l, "z": z_l, "routes": routes}
+    if targets is not None:
+        ce = F.cross_entropy(logits, targets.reshape(-1))
+        total = ce
+        for a, z in zip(aux_l, z_l):
+            total = total + cfg.aux_coef * a + cfg.z_coef * z
+        out["ce"] = ce
+        out["total"] = total
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# optimisation
+
+
+def lr_at(step, steps, warmup, lr, min_frac):
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    lr_min = lr * min_frac
+    prog = (step - warmup) / max(1, steps - warmup)
+    return lr_min + (lr - lr_min) * (1.0 + math.cos(math.pi * prog)) / 2.0
+
+
+def make_optimizer(params, tc, foreach=None):
+    decay = [p for p in params.values() if p.ndim >= 2]
+    no_decay = [p for p in params.values() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.adam_eps, foreach=foreach)
+
+
+def train_step(params, opt, cfg, tc, step, inputs, targets):
+    """One optimizer step (grad_accum 1). Returns (ce, pre-clip grad norm, lr)."""
+    for p in params.values():
+        p.grad = None
+    out = forward(params, cfg, inputs, targets)
+    out["total"].backward()
+    plist = list(params.values())
+    if tc.grad_clip > 0:
+        norm = torch.nn.utils.clip_grad_norm_(plist, tc.grad_clip)
+    else:
+        norm = torch.sqrt(sum((p.grad.detach() ** 2).sum() for p in plist if p.grad is not None))
+    lr = lr_at(step, tc.steps, tc.warmup, tc.lr, tc.min_lr_frac)
+    for grp in opt.param_groups:
+        grp["lr"] = lr
+    opt.step()
+    return out["ce"].detach(), norm.detach(), lr

@@ -1,0 +1,303 @@
+/* Every backward against central finite differences of its forward. Each check
+ * contracts the op's output with fixed random weights to get a scalar loss. */
+#include "core/ops.h"
+#include "core/util.h"
+#include "model/model.h"
+#include "moe/moe.h"
+#include "testlib.h"
+#include <string.h>
+
+static Rng g_rng;
+
+static float *randn(size_t n, float std) {
+    float *v = ml_malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++) v[i] = std * rng_normal(&g_rng);
+    return v;
+}
+
+static double dotd(const float *a, const float *b, size_t n) {
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+typedef double (*LossFn)(void *ctx);
+
+/* Routing is piecewise constant: a difference across a change of expert choice
+ * measures the jump, not the gradient. Loss functions of routed models record a
+ * hash of their selections here, and such samples are skipped. */
+static uint64_t g_route_sig;
+
+static uint64_t routing_hash(const Routing *rt, uint64_t h) {
+    for (int i = 0; i < rt->n_pairs; i++) h = (h ^ (uint64_t)(rt->token[i] * 131 + rt->expert[i])) * 0x100000001B3ull;
+    return h;
+}
+
+/* Compares grad[i] with (f(x+h) - f(x-h)) / 2h at up to `samples` indices. */
+static void fd_check(const char *name, float *x, const float *grad, size_t n, LossFn f, void *ctx, int samples, float h) {
+    double worst = 0.0;
+    int skipped = 0, checked = 0, want = samples < (int)n ? samples : (int)n;
+    f(ctx);
+    uint64_t base = g_route_sig;
+    for (int s = 0; checked < want && s < 4 * want; s++) {
+        size_t i = (int)n <= samples ? (size_t)(s % n) : rng_below(&g_rng, n);
+        float save = x[i];
+        x[i] = save + h;
+        double lp = f(ctx);
+        uint64_t sp = g_route_sig;
+        x[i] = save - h;
+        double lm = f(ctx);
+        uint64_t sm = g_route_sig;
+        x[i] = save;
+        if (sp != base || sm != base) {
+            skipped++;
+            continue;
+        }
+        checked++;
+        double fd = (lp - lm) / (2.0 * h), an = grad[i];
+        double err = fabs(fd - an) / (fmax(fabs(fd), fabs(an)) + 1e-3);
+        if (err > worst) worst = err;
+        CHECK(err < 2e-2, "%s[%zu]: analytic %.6g vs numeric %.6g", name, i, an, fd);
+    }
+    CHECK(checked * 2 >= want, "%s: only %d of %d samples away from a routing change", name, checked, want);
+    printf("  %-28s max rel err %.2e%s\n", name, worst, skipped ? " (some samples skipped: routing changed)" : "");
+}
+
+/* ---- matmul, rmsnorm, swiglu, attention, rope, cross-entropy ---- */
+
+typedef struct {
+    int n, in, out, D, F, B, T, NH, V;
+    float *x, *w, *w2, *r, *y, *h, *a, *rstd, *att, *qkv;
+    int *tgt;
+} OpCtx;
+
+static double loss_matmul(void *p) {
+    OpCtx *c = p;
+    matmul_forward(c->y, c->x, c->w, c->n, c->in, c->out, 0);
+    return dotd(c->y, c->r, (size_t)c->n * c->out);
+}
+
+static void test_matmul(void) {
+    OpCtx c = {.n = 5, .in = 7, .out = 6};
+    c.x = randn(35, 1), c.w = randn(42, 1), c.r = randn(30, 1), c.y = ml_malloc(30 * sizeof(float));
+    float *dx = ml_calloc(35, sizeof(float)), *dw = ml_calloc(42, sizeof(float));
+    matmul_backward(dx, dw, c.r, c.x, c.w, c.n, c.in, c.out);
+    fd_check("matmul dx", c.x, dx, 35, loss_matmul, &c, 35, 1e-2f);
+    fd_check("matmul dw", c.w, dw, 42, loss_matmul, &c, 42, 1e-2f);
+    free(c.x), free(c.w), free(c.r), free(c.y), free(dx), free(dw);
+}
+
+static double loss_rmsnorm(void *p) {
+    OpCtx *c = p;
+    rmsnorm_forward(c->y, c->rstd, c->x, c->w, c->n, c->D, 1e-5f);
+    return dotd(c->y, c->r, (size_t)c->n * c->D);
+}
+
+static void test_rmsnorm(void) {
+    OpCtx c = {.n = 4, .D = 9};
+    c.x = randn(36, 1), c.w = randn(9, 1), c.r = randn(36, 1), c.y = ml_malloc(36 * sizeof(float));
+    c.rstd = ml_malloc(4 * sizeof(float));
+    float *dx = ml_calloc(36, sizeof(float)), *dw = ml_calloc(9, sizeof(float));
+    loss_rmsnorm(&c);
+    rmsnorm_backward(dx, dw, c.r, c.x, c.w, c.rstd, c.n, c.D);
+    fd_check("rmsnorm dx", c.x, dx, 36, loss_rmsnorm, &c, 36, 1e-2f);
+    fd_check("rmsnorm dw", c.w, dw, 9, loss_rmsnorm, &c, 9, 1e-2f);
+    free(c.x), free(c.w), free(c.r), free(c.y), free(c.rstd), free(dx), free(dw);
+}
+
+static double loss_swiglu(void *p) {
+    OpCtx *c = p;
+    swiglu_forward(c->y, c->h, c->a, c->x, c->w, c->w2, c->n, c->D, c->F);
+    return dotd(c->y, c->r, (size_t)c->n * c->D);
+}
+
+static void test_swiglu(void) {
+    OpCtx c = {.n = 5, .D = 6, .F = 4};
+    c.x = randn(30, 1), c.w = randn(48, 0.5f), c.w2 = randn(24, 0.5f), c.r = randn(30, 1);
+    c.y = ml_malloc(30 * sizeof(float)), c.h = ml_malloc(40 * sizeof(float)), c.a = ml_malloc(20 * sizeof(float));
+    float *dx = ml_calloc(30, sizeof(float)), *dw = ml_calloc(48, sizeof(float)), *dw2 = ml_calloc(24, sizeof(float));
+    float *dh = ml_malloc(40 * sizeof(float)), *da = ml_malloc(20 * sizeof(float));
+    loss_swiglu(&c);
+    swiglu_backward(dx, dw, dw2, dh, da, c.r, c.x, c.h, c.a, c.w, c.w2, c.n, c.D, c.F);
+    fd_check("swiglu dx", c.x, dx, 30, loss_swiglu, &c, 30, 1e-2f);
+    fd_check("swiglu dw_gate_up", c.w, dw, 48, loss_swiglu, &c, 48, 1e-2f);
+    fd_check("swiglu dw_down", c.w2, dw2, 24, loss_swiglu, &c, 24, 1e-2f);
+    free(c.x), free(c.w), free(c.w2), free(c.r), free(c.y), free(c.h), free(c.a);
+    free(dx), free(dw), free(dw2), free(dh), free(da);
+}
+
+/* RoPE then attention, as the model runs them. */
+static double loss_attention(void *p) {
+    OpCtx *c = p;
+    size_t n = (size_t)c->B * c->T * 3 * c->D;
+    memcpy(c->qkv, c->x, n * sizeof(float));
+    rope_apply(c->qkv, c->B, c->T, c->D, c->NH, 10000.0f, 0, 0);
+    attention_forward(c->y, c->att, c->qkv, c->B, c->T, c->D, c->NH);
+    return dotd(c->y, c->r, (size_t)c->B * c->T * c->D);
+}
+
+static void test_attention(void) {
+    OpCtx c = {.B = 2, .T = 5, .D = 8, .NH = 2};
+    size_t nq = 2 * 5 * 24, no = 2 * 5 * 8, na = 2 * 2 * 5 * 5;
+    c.x = randn(nq, 1), c.r = randn(no, 1), c.y = ml_malloc(no * sizeof(float));
+    c.qkv = ml_malloc(nq * sizeof(float)), c.att = ml_malloc(na * sizeof(float));
+    float *dqkv = ml_calloc(nq, sizeof(float)), *datt = ml_malloc(na * sizeof(float));
+    loss_attention(&c);
+    attention_backward(dqkv, datt, c.r, c.qkv, c.att, c.B, c.T, c.D, c.NH);
+    rope_apply(dqkv, c.B, c.T, c.D, c.NH, 10000.0f, 0, 1);
+    fd_check("rope+attention dqkv", c.x, dqkv, nq, loss_attention, &c, 120, 1e-2f);
+    free(c.x), free(c.r), free(c.y), free(c.qkv), free(c.att), free(dqkv), free(datt);
+}
+
+static double loss_ce(void *p) {
+    OpCtx *c = p;
+    return crossentropy_forward(c->y, c->x, c->tgt, c->n, c->V);
+}
+
+static void test_crossentropy(void) {
+    OpCtx c = {.n = 4, .V = 7};
+    int tgt[4] = {3, 0, -1, 6};
+    c.tgt = tgt;
+    c.x = randn(28, 1), c.y = ml_malloc(4 * sizeof(float));
+    float *d = ml_malloc(28 * sizeof(float));
+    crossentropy_backward(d, c.x, tgt, c.n, c.V, 1.0f);
+    fd_check("crossentropy dlogits", c.x, d, 28, loss_ce, &c, 28, 1e-2f);
+    free(c.x), free(c.y), free(d);
+}
+
+/* ---- router and MoE layer ---- */
+
+typedef struct {
+    ModelConfig cfg;
+    BlockParams p, g;
+    RouterLayer r;
+    MoEActs acts;
+    float *x, *out, *rw;
+    int T;
+} MoECtx;
+
+static double router_loss_terms(const RouterLayer *r) {
+    double s = 0.0;
+    for (int i = 0; i < r->n_losses; i++) s += (double)r->losses[i].coef * r->losses[i].value;
+    return s;
+}
+
+static double loss_moe(void *p) {
+    MoECtx *c = p;
+    moe_forward(&c->acts, &c->r, &c->p, &c->cfg, c->x, c->T, c->out);
+    g_route_sig = routing_hash(&c->acts.rt, 1);
+    return dotd(c->out, c->rw, (size_t)c->T * c->cfg.d_model) + router_loss_terms(&c->r);
+}
+
+static void moe_case(const char *router, int renorm, int shared) {
+    MoECtx c;
+    memset(&c, 0, sizeof c);
+    TrainConfig tc;
+    config_defaults(&tc);
+    c.cfg = tc.model;
+    c.cfg.d_model = 6, c.cfg.n_experts = 4, c.cfg.top_k = 2, c.cfg.d_expert = 5, c.cfg.n_shared = shared;
+    c.cfg.renorm = renorm, c.cfg.vocab_size = 8, c.cfg.aux_coef = 0.3f, c.cfg.z_coef = 0.05f;
+    snprintf(c.cfg.router, sizeof c.cfg.router, "%s", router);
+    int D = 6, E = 4, F = 5, Fs = shared * F, T = c.T = 7;
+    c.r.spec = router_find(router);
+    c.r.cfg = &c.cfg, c.r.E = E, c.r.k = 2, c.r.D = D, c.r.mode = ROUTE_TRAIN;
+    CHECK(c.r.spec && c.r.spec->init(&c.r) == 0, "router init");
+    c.p.router = randn((size_t)E * D, 1), c.p.exp_gate_up = randn((size_t)E * 2 * F * D, 0.5f);
+    c.p.exp_down = randn((size_t)E * D * F, 0.5f);
+    c.g.router = ml_calloc((size_t)E * D, sizeof(float)), c.g.exp_gate_up = ml_calloc((size_t)E * 2 * F * D, sizeof(float));
+    c.g.exp_down = ml_calloc((size_t)E * D * F, sizeof(float));
+    if (shared) {
+        c.p.sh_gate_up = randn((size_t)2 * Fs * D, 0.5f), c.p.sh_down = randn((size_t)D * Fs, 0.5f);
+        c.g.sh_gate_up = ml_calloc((size_t)2 * Fs * D, sizeof(float)), c.g.sh_down = ml_calloc((size_t)D * Fs, sizeof(float));
+    }
+    c.x = randn((size_t)T * D, 1), c.rw = randn((size_t)T * D, 1), c.out = ml_malloc((size_t)T * D * sizeof(float));
+    float *dx = ml_calloc((size_t)T * D, sizeof(float));
+    loss_moe(&c);
+    moe_backward(&c.acts, &c.r, &c.p, &c.g, &c.cfg, c.x, T, c.rw, dx, 1.0f);
+    char name[64];
+    snprintf(name, sizeof name, "%s renorm=%d dx", router, renorm);
+    fd_check(name, c.x, dx, (size_t)T * D, loss_moe, &c, 42, 1e-2f);
+    fd_check("  router weight", c.p.router, c.g.router, (size_t)E * D, loss_moe, &c, 24, 1e-2f);
+    fd_check("  experts gate_up", c.p.exp_gate_up, c.g.exp_gate_up, (size_t)E * 2 * F * D, loss_moe, &c, 40, 1e-2f);
+    fd_check("  experts down", c.p.exp_down, c.g.exp_down, (size_t)E * D * F, loss_moe, &c, 40, 1e-2f);
+    if (shared) {
+        fd_check("  shared gate_up", c.p.sh_gate_up, c.g.sh_gate_up, (size_t)2 * Fs * D, loss_moe, &c, 30, 1e-2f);
+        fd_check("  shared down", c.p.sh_down, c.g.sh_down, (size_t)D * Fs, loss_moe, &c, 30, 1e-2f);
+    }
+    c.r.spec->free(&c.r);
+    moe_acts_free(&c.acts);
+    float *bufs[] = {c.p.router, c.p.exp_gate_up, c.p.exp_down, c.g.router, c.g.exp_gate_up, c.g.exp_down,
+                     c.p.sh_gate_up, c.p.sh_down, c.g.sh_gate_up, c.g.sh_down, c.x, c.rw, c.out, dx};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+}
+
+static void test_moe_topk_renorm(void) { moe_case("topk", 1, 1); }
+static void test_moe_topk_plain(void) { moe_case("topk", 0, 0); }
+
+/* ---- the whole model: a few entries of every parameter tensor ---- */
+
+typedef struct {
+    Model m;
+    int *inp, *tgt, B, T;
+} ModelCtx;
+
+static double model_total_loss(ModelCtx *c) {
+    double loss = model_forward(&c->m, c->inp, c->tgt, c->B, c->T, ROUTE_TRAIN);
+    g_route_sig = 1;
+    for (int l = 0; l < c->m.cfg.n_layers; l++)
+        if (c->m.routers[l].spec) {
+            loss += router_loss_terms(&c->m.routers[l]);
+            g_route_sig = routing_hash(&c->m.acts.moe[l].rt, g_route_sig);
+        }
+    return loss;
+}
+
+static double loss_model(void *p) { return model_total_loss(p); }
+
+static void model_case(int dense_layers, int tie, int shared, int E, int k) {
+    ModelCtx c;
+    TrainConfig tc;
+    config_defaults(&tc);
+    ModelConfig mc = tc.model;
+    mc.n_layers = 2, mc.d_model = 8, mc.n_heads = 2, mc.seq_len = 6, mc.vocab_size = 11, mc.n_experts = E;
+    mc.top_k = k, mc.d_expert = 6, mc.n_shared = shared, mc.dense_layers = dense_layers, mc.tie_embeddings = tie;
+    mc.aux_coef = 0.3f, mc.z_coef = 0.05f;
+    CHECK(model_create(&c.m, &mc) == 0, "model_create: %s", ml_last_error());
+    model_init_weights(&c.m, 7);
+    /* Larger weights than the default init, so every path carries a visible gradient. */
+    for (size_t i = 0; i < c.m.table.total; i++) c.m.params[i] *= 10.0f;
+    for (int l = 0; l < c.m.table.n; l++)
+        if (c.m.table.items[l].ndim == 1)
+            for (size_t i = 0; i < c.m.table.items[l].size; i++) c.m.params[c.m.table.items[l].offset + i] = 1.0f + 0.3f * rng_normal(&g_rng);
+    c.B = 2, c.T = 6;
+    c.inp = ml_malloc(12 * sizeof(int)), c.tgt = ml_malloc(12 * sizeof(int));
+    for (int i = 0; i < 12; i++) c.inp[i] = (int)rng_below(&g_rng, 11), c.tgt[i] = (int)rng_below(&g_rng, 11);
+    model_total_loss(&c);
+    model_zero_grad(&c.m);
+    model_backward(&c.m, c.inp, c.tgt, 1.0f);
+    for (int i = 0; i < c.m.table.n; i++) {
+        const ParamInfo *p = &c.m.table.items[i];
+        fd_check(p->name, c.m.params + p->offset, c.m.grads + p->offset, p->size, loss_model, &c, 6, 1e-2f);
+    }
+    free(c.inp), free(c.tgt);
+    model_free(&c.m);
+}
+
+static void test_model_moe_shared(void) { model_case(0, 0, 1, 4, 2); }
+static void test_model_dense_first_tied(void) { model_case(1, 1, 0, 4, 1); }
+static void test_model_dense_e1(void) { model_case(0, 0, 0, 1, 1); }
+
+int main(void) {
+    rng_seed(&g_rng, 42);
+    RUN(test_matmul);
+    RUN(test_rmsnorm);
+    RUN(test_swiglu);
+    RUN(test_attention);
+    RUN(test_crossentropy);
+    RUN(test_moe_topk_renorm);
+    RUN(test_moe_topk_plain);
+    RUN(test_model_moe_shared);
+    RUN(test_model_dense_first_tied);
+    RUN(test_model_dense_e1);
+    TEST_MAIN_END();
+}

@@ -1,0 +1,46 @@
+/* Minimal test harness: RUN(fn) runs one test; CHECK records a failure with a message.
+ * Each test prints "PASS name" or "FAIL name"; tests/run_tests.sh counts them. */
+#ifndef MOELAB_TESTLIB_H
+#define MOELAB_TESTLIB_H
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+static int tl_failed_checks, tl_passed, tl_failed;
+
+#define CHECK(cond, ...)                                                                 \
+    do {                                                                                 \
+        if (!(cond)) {                                                                   \
+            tl_failed_checks++;                                                          \
+            fprintf(stdout, "  check failed at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stdout, __VA_ARGS__);                                                \
+            fprintf(stdout, "\n");                                                       \
+        }                                                                                \
+    } while (0)
+
+#define RUN(fn)                                                                  \
+    do {                                                                         \
+        int before_ = tl_failed_checks;                                          \
+        fn();                                                                    \
+        if (tl_failed_checks == before_) { tl_passed++; printf("PASS %s\n", #fn); } \
+        else { tl_failed++; printf("FAIL %s\n", #fn); }                          \
+        fflush(stdout);                                                          \
+    } while (0)
+
+#define TEST_MAIN_END() \
+    do { printf("# %d passed, %d failed\n", tl_passed, tl_failed); return tl_failed ? 1 : 0; } while (0)
+
+/* Max absolute and relative difference between two arrays; rel uses max(|a|,|b|, floor). */
+static inline void tl_maxdiff(const float *a, const float *b, size_t n, double floor_, double *abs_out, double *rel_out) {
+    double ma = 0, mr = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        double s = fmax(fmax(fabs(a[i]), fabs(b[i])), floor_);
+        if (d > ma || isnan(d)) ma = isnan(d) ? INFINITY : d;
+        if (d / s > mr || isnan(d)) mr = isnan(d) ? INFINITY : d / s;
+    }
+    *abs_out = ma;
+    *rel_out = mr;
+}
+
+#endif
