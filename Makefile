@@ -13,8 +13,17 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TESTS    := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all test test-asan bench fixtures clean
+.PHONY: all deps demo test test-asan bench fixtures clean
 all: $(BUILD)/moelab
+
+# Installs missing Debian packages when run as root, else says which to install.
+deps:
+	@scripts/setup.sh --check
+
+# The built-in default job: train a small MoE on the license texts Debian ships.
+demo: deps
+	$(MAKE) $(BUILD)/moelab
+	scripts/demo.sh
 
 $(BUILD)/libmoelab.a: $(LIB_OBJ)
 	ar rcs $@ $^
@@ -30,7 +39,8 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libmoelab.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
 # The whole suite: C unit tests, then the CLI tests; ends with "N passed, N failed".
-test: $(BUILD)/moelab $(TESTS)
+test: deps
+	$(MAKE) $(BUILD)/moelab $(TESTS)
 	@BUILD=$(BUILD) PYTHON=$(PYTHON) tests/run_tests.sh $(TESTS)
 
 # The same suite under AddressSanitizer + UBSan, in its own build folder.

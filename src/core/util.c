@@ -12,10 +12,13 @@
 static _Thread_local char g_err[1024];
 
 int ml_fail(const char *fmt, ...) {
+    /* Format into a local buffer first: callers may pass ml_last_error() as an argument. */
+    char tmp[sizeof g_err];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
+    memcpy(g_err, tmp, sizeof g_err);
     return -1;
 }
 

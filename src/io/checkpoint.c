@@ -108,7 +108,7 @@ static void build_model_file(StFile *f, const Model *m, const TrainConfig *tc, l
 }
 
 static void build_optim_file(StFile *f, const AdamW *opt, const TrainState *st, const char *cfg) {
-    char buf[32], key[16];
+    char buf[32], key[24];
     st_add(f, "adam.m", "F32", 1, (int64_t[]){(int64_t)opt->n}, opt->m);
     st_add(f, "adam.v", "F32", 1, (int64_t[]){(int64_t)opt->n}, opt->v);
     add_common_meta(f, "optim", st->step, cfg);
@@ -179,7 +179,7 @@ static int check_format(const StFile *f, const char *path, const char *kind) {
         return ml_fail("%s: unsupported checkpoint version '%s' (this build reads %s)", path, ver ? ver : "(none)",
                        CKPT_VERSION);
     if (!k || strcmp(k, kind) != 0)
-        return ml_fail("%s: holds '%s' data, expected a %s file", path, k ? k : "(none)", kind);
+        return ml_fail("%s: metadata kind is '%s', expected '%s'", path, k ? k : "(none)", kind);
     return 0;
 }
 
@@ -298,7 +298,7 @@ static int read_state_meta(const StFile *f, const StFile *mh, const char *optim,
     if (parse_long(st_meta(f, "B"), &B) || parse_long(st_meta(f, "T"), &T) || B > 1 << 30 || T > 1 << 30)
         return ml_fail("%s: missing or bad 'B'/'T' metadata", optim);
     for (int i = 0; i < 4; i++) {
-        char key[16];
+        char key[24];
         snprintf(key, sizeof key, "data_rng_%d", i);
         if (parse_hex64(st_meta(f, key), &st->loader.rng.s[i]))
             return ml_fail("%s: missing or bad '%s' metadata", optim, key);

@@ -13,10 +13,15 @@ typedef struct {
     Loader loader; /* data order state (its Rng) */
 } TrainState;
 
+/* Creates rundir if needed. Both files are written in full before either replaces the
+ * old pair, so a failed save leaves the previous checkpoint as it was. */
 int checkpoint_save(const char *rundir, const Model *m, const TrainConfig *tc, const AdamW *opt, const TrainState *st);
-/* path: a .safetensors file or a run folder. Creates the model from the stored config. */
+/* path: a .safetensors file or a run folder. Creates the model from the stored config
+ * (tc gets the full stored training config); every tensor must match it exactly. */
 int checkpoint_load_model(const char *path, Model *m, TrainConfig *tc);
-/* Restores AdamW and the train state; checks sizes and that both files carry the same step. */
+/* Restores AdamW and the train state; checks sizes and that both files carry the same step.
+ * opt is either zeroed (it is then allocated) or adamw_init-ed for m's size. st gets step,
+ * loader B, T and rng; st->loader.shard is left as it was (re-attach it, e.g. loader_init). */
 int checkpoint_load_state(const char *rundir, const Model *m, AdamW *opt, TrainState *st);
 
 #endif

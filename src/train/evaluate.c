@@ -5,7 +5,7 @@
 
 int evaluate(Model *m, const Shard *s, const DataMeta *meta, int B, int T, long max_batches, RouteMode mode, EvalResult *out) {
     long n = (long)loader_eval_batches(s, B, T);
-    if (n == 0) return ml_fail("validation split has fewer than %d tokens: nothing to evaluate", T + 1);
+    if (n == 0) return ml_fail("the split holds fewer than 2 tokens: nothing to evaluate");
     if (max_batches > 0 && max_batches < n) n = max_batches;
     int *inp = ml_malloc((size_t)B * T * sizeof(int)), *tgt = ml_malloc((size_t)B * T * sizeof(int));
     double nats = 0.0, bytes = 0.0;

@@ -110,7 +110,11 @@ static void format_eta(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)s % 60);
 }
 
+/* On a terminal the line is redrawn every step; into a file, at most every 5 s. */
 static void progress(const Run *r, long step, long last, float loss, float lr, double tps, double eta) {
+    static double last_print = -1e9;
+    if (!isatty(2) && step != last && ml_now() - last_print < 5.0) return;
+    last_print = ml_now();
     char e[32];
     format_eta(e, sizeof e, eta);
     fprintf(stderr, "%sstep %ld/%ld | loss %.4f | lr %.2e | %.0f tok/s | ETA %s%s", isatty(2) ? "\r" : "", step, last,

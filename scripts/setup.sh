@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what moelab needs from Debian's packages.
+#   scripts/setup.sh           build and test dependencies
+#   scripts/setup.sh --torch   also python3-torch (the PyTorch mirror: fixtures and `make bench`)
+#   scripts/setup.sh --check   installs only when something is missing (used by make)
+set -euo pipefail
+want_torch=0 check=0
+for a in "$@"; do
+    case "$a" in
+    --torch) want_torch=1 ;;
+    --check) check=1 ;;
+    -h | --help) sed -n '2,5p' "$0"; exit 0 ;;
+    *) echo "setup.sh: unknown option $a" >&2; exit 1 ;;
+    esac
+done
+pkgs=(gcc make libc6-dev libopenblas-openmp-dev libcjson-dev python3 python3-numpy)
+[ "$want_torch" = 1 ] && pkgs+=(python3-torch)
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# Any CBLAS will do for building; the OpenMP OpenBLAS is the one we tune for.
+have_cblas() { [ -e /usr/include/cblas.h ] || ls /usr/include/*/cblas.h >/dev/null 2>&1; }
+if [ "$check" = 1 ] && [ "$want_torch" = 0 ] && command -v gcc >/dev/null && command -v make >/dev/null &&
+    [ -e /usr/include/cjson/cJSON.h ] && have_cblas; then
+    missing=()
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ]; then
+    echo "moelab needs these Debian packages: ${missing[*]}" >&2
+    echo "install them with:  sudo apt-get install -y ${missing[*]}" >&2
+    exit 1
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
