@@ -6,7 +6,7 @@ LDLIBS  += -lopenblas -lcjson -lm -fopenmp
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
-LIB_SRC  := $(sort $(wildcard src/core/*.c src/model/*.c src/moe/*.c src/routers/*.c src/data/*.c src/io/*.c src/train/*.c))
+LIB_SRC  := $(sort $(wildcard src/core/*.c src/model/*.c src/moe/*.c src/routers/*.c src/data/*.c src/io/*.c src/train/*.c src/metrics/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)

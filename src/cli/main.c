@@ -16,12 +16,16 @@ static const struct {
     {"sample", cmd_sample, "generate text from a checkpoint"},
     {"info", cmd_info, "config and parameter counts of a checkpoint"},
     {"bench", cmd_bench, "tokens/s and MFU of moelab vs the PyTorch mirror"},
+    {"tokenizer", cmd_tokenizer, "train, apply and invert a byte-level BPE tokenizer"},
+    {"analyze", cmd_analyze, "routing metrics of a checkpoint on a data split"},
+    {"compare", cmd_compare, "train routers x seeds on the same budget and tabulate them"},
+    {"report", cmd_report, "a self-contained HTML report of run folders"},
 };
 
 static void usage(FILE *f) {
     fprintf(f, "usage: moelab COMMAND [FLAGS]   (moelab COMMAND --help for its flags)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
+        fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
 }
 
 int main(int argc, char **argv) {
