@@ -2,11 +2,11 @@
 CC      ?= gcc
 OPT     ?= -O3 -march=native -fno-math-errno
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fopenmp -Isrc $(OPT)
-LDLIBS  += -lopenblas -lcjson -lm -fopenmp
+LDLIBS  += -lopenblas -lcjson -lz -lm -fopenmp
 BUILD   ?= build
 PYTHON  ?= /usr/bin/python3
 
-LIB_SRC  := $(sort $(wildcard src/core/*.c src/model/*.c src/moe/*.c src/routers/*.c src/data/*.c src/io/*.c src/train/*.c src/metrics/*.c))
+LIB_SRC  := $(sort $(wildcard src/core/*.c src/model/*.c src/moe/*.c src/routers/*.c src/data/*.c src/io/*.c src/train/*.c src/metrics/*.c src/report/*.c))
 CLI_SRC  := $(sort $(wildcard src/cli/*.c))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -13,7 +13,7 @@ for a in "$@"; do
     *) echo "setup.sh: unknown option $a" >&2; exit 1 ;;
     esac
 done
-pkgs=(gcc make libc6-dev libopenblas-openmp-dev libcjson-dev python3 python3-numpy)
+pkgs=(gcc make libc6-dev libopenblas-openmp-dev libcjson-dev zlib1g-dev python3 python3-numpy)
 [ "$want_torch" = 1 ] && pkgs+=(python3-torch)
 
 missing=()
@@ -23,7 +23,7 @@ done
 # Any CBLAS will do for building; the OpenMP OpenBLAS is the one we tune for.
 have_cblas() { [ -e /usr/include/cblas.h ] || ls /usr/include/*/cblas.h >/dev/null 2>&1; }
 if [ "$check" = 1 ] && [ "$want_torch" = 0 ] && command -v gcc >/dev/null && command -v make >/dev/null &&
-    [ -e /usr/include/cjson/cJSON.h ] && have_cblas; then
+    [ -e /usr/include/cjson/cJSON.h ] && [ -e /usr/include/zlib.h ] && have_cblas; then
     missing=()
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0

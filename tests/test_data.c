@@ -372,7 +372,7 @@ static void test_prepare_split(void) {
     tmp_path(out, sizeof out, "prep/out");
     tmp_path(out2, sizeof out2, "prep2");
     const char *inputs[1] = {corpus};
-    PrepareOptions o = {out, inputs, 1, 0.05, 1234};
+    PrepareOptions o = {.out_dir = out, .inputs = inputs, .n_inputs = 1, .val_frac = 0.05, .seed = 1234};
     PrepareStats st;
     CHECK(prepare_bytes(&o, &st) == 0, "prepare: %s", ml_last_error());
     CHECK(st.n_files == 4, "files: %d (3 texts + 1 empty, hidden skipped)", st.n_files);
@@ -425,7 +425,7 @@ static void test_prepare_failures(void) {
     tmp_path(corpus, sizeof corpus, "corpus"); /* made by test_prepare_split */
     tmp_path(out, sizeof out, "fail/out");
     const char *inputs[2] = {corpus, "/nonexistent/moelab-input.txt"};
-    PrepareOptions o = {out, inputs, 2, 0.05, 1};
+    PrepareOptions o = {.out_dir = out, .inputs = inputs, .n_inputs = 2, .val_frac = 0.05, .seed = 1};
     PrepareStats st;
     CHECK(prepare_bytes(&o, &st) != 0 && err_has("/nonexistent/moelab-input.txt", NULL), "missing input: %s",
           ml_last_error());

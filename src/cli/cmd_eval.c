@@ -10,8 +10,10 @@
 static void usage(void) {
     printf("usage: moelab eval CHECKPOINT --data DIR [--split val|train] [--batch B] [--batches N] [--mode eval|infer] [--threads N] [--json]\n\n"
            "Mean loss (nats/token) and bits per byte of CHECKPOINT (a run folder or a .safetensors file)\n"
-           "on DIR/<split>.bin. --batches 0 (default) covers the whole split. --mode infer uses the\n"
-           "causal per-token routing rule of generation; eval (default) the training rule.\n");
+           "on DIR/<split>.bin, overall and per domain (when the data has several). --json prints one\n"
+           "object: split, mode, loss, bpb, tokens, and domains: {name: {loss, bpb, tokens}}.\n"
+           "--batches 0 (default) covers the whole split. --mode infer uses the causal per-token\n"
+           "routing rule of generation; eval (default) the training rule.\n");
 }
 
 static int parse_int(const char *flag, const char *v, int lo, int *out) {
@@ -20,6 +22,32 @@ static int parse_int(const char *flag, const char *v, int lo, int *out) {
     if (!v || !*v || *end || x < lo || x > 1 << 30) return ml_fail("%s needs an integer >= %d", flag, lo);
     *out = (int)x;
     return 0;
+}
+
+/* One line per domain follows the overall line when the data has several domains. */
+static void print_text(const char *split, const char *mode, const EvalResult *ev) {
+    printf("%s (%s routing): loss %.4f | bits per byte %.4f | %ld tokens\n", split, mode, ev->loss, ev->bpb, ev->tokens);
+    for (int d = 0; ev->n_domains > 1 && d < ev->n_domains; d++) {
+        const EvalDomain *x = &ev->domains[d];
+        if (x->tokens > 0)
+            printf("  %-16s loss %.4f | bits per byte %.4f | %ld tokens\n", x->name, x->loss, x->bpb, x->tokens);
+        else
+            printf("  %-16s no tokens in the evaluated batches\n", x->name);
+    }
+}
+
+/* "domains" maps each domain with tokens to its loss, bits per byte and token count. */
+static void print_json(const char *split, const char *mode, const EvalResult *ev) {
+    printf("{\"split\":\"%s\",\"mode\":\"%s\",\"loss\":%.6f,\"bpb\":%.6f,\"tokens\":%ld,\"domains\":{", split, mode,
+           ev->loss, ev->bpb, ev->tokens);
+    int first = 1;
+    for (int d = 0; d < ev->n_domains; d++) {
+        const EvalDomain *x = &ev->domains[d];
+        if (x->tokens == 0 || !eval_domain_name_ok(x->name)) continue;
+        printf("%s\"%s\":{\"loss\":%.6f,\"bpb\":%.6f,\"tokens\":%ld}", first ? "" : ",", x->name, x->loss, x->bpb, x->tokens);
+        first = 0;
+    }
+    printf("}}\n");
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -64,8 +92,8 @@ int cmd_eval(int argc, char **argv) {
     EvalResult ev;
     if (rc == 0) rc = evaluate(&m, &s, &meta, batch, m.cfg.seq_len, batches, strcmp(mode_s, "infer") ? ROUTE_EVAL : ROUTE_INFER, &ev);
     if (rc == 0) {
-        if (json) printf("{\"split\":\"%s\",\"mode\":\"%s\",\"loss\":%.6f,\"bpb\":%.6f,\"tokens\":%ld}\n", split, mode_s, ev.loss, ev.bpb, ev.tokens);
-        else printf("%s (%s routing): loss %.4f | bits per byte %.4f | %ld tokens\n", split, mode_s, ev.loss, ev.bpb, ev.tokens);
+        if (json) print_json(split, mode_s, &ev);
+        else print_text(split, mode_s, &ev);
     }
     if (rc) fprintf(stderr, "moelab eval: %s\n", ml_last_error());
     shard_free(&s);

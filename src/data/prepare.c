@@ -1,156 +1,21 @@
-/* Byte-level data preparation (see prepare.h): collect input files, cut them into
- * documents, split train/validation by a seeded hash, write two shards and meta.json. */
+/* Data preparation (see prepare.h): read every domain's files, cut them into documents,
+ * drop duplicates, cap, split and order by seeded hashes of the text, tokenise, and
+ * write two shards, meta.json and tokenizer.json. */
 #include "data/prepare.h"
 #include "core/util.h"
 #include "data/shard.h"
+#include "data/tokenizer.h"
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <errno.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 enum { TRAIN = 0, VAL = 1 };
 static const char *const SPLIT_NAMES[2] = {"train", "val"};
 
-/* ---------------------------------------------------------------- input files */
-
-typedef struct {
-    char **paths;
-    int n, cap;
-    int has_skip;       /* the output folder already exists: never read it back as input */
-    dev_t skip_dev;
-    ino_t skip_ino;
-} FileList;
-
-static void files_add(FileList *fl, const char *path) {
-    if (fl->n == fl->cap) {
-        fl->cap = fl->cap ? 2 * fl->cap : 16;
-        fl->paths = ml_realloc(fl->paths, (size_t)fl->cap * sizeof *fl->paths);
-    }
-    fl->paths[fl->n++] = ml_strdup(path);
-}
-
-static void files_free(FileList *fl) {
-    for (int i = 0; i < fl->n; i++) free(fl->paths[i]);
-    free(fl->paths);
-    memset(fl, 0, sizeof *fl);
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static char *join_path(const char *dir, const char *name) {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = ml_malloc(n);
-    size_t dl = strlen(dir);
-    snprintf(p, n, (dl && dir[dl - 1] == '/') ? "%s%s" : "%s/%s", dir, name);
-    return p;
-}
-
-/* Entries are visited in sorted name order so the corpus order, and with it the
- * split, does not depend on the file system. Hidden entries (".git", editor files)
- * and anything that is not a regular file or folder (symlinks included, which also
- * rules out cycles) are skipped. */
-static int walk_dir(FileList *fl, const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return ml_fail("cannot open folder '%s': %s", dir, strerror(errno));
-    char **names = NULL;
-    int n = 0, cap = 0;
-    struct dirent *e;
-    errno = 0;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 32;
-            names = ml_realloc(names, (size_t)cap * sizeof *names);
-        }
-        names[n++] = ml_strdup(e->d_name);
-    }
-    int rc = errno ? ml_fail("cannot list folder '%s': %s", dir, strerror(errno)) : 0;
-    closedir(d);
-    if (n) qsort(names, (size_t)n, sizeof *names, cmp_str);
-    for (int i = 0; i < n; i++) {
-        char *p = join_path(dir, names[i]);
-        struct stat st;
-        if (rc == 0 && lstat(p, &st) != 0) rc = ml_fail("cannot stat '%s': %s", p, strerror(errno));
-        if (rc == 0 && S_ISDIR(st.st_mode) && !(fl->has_skip && st.st_dev == fl->skip_dev && st.st_ino == fl->skip_ino))
-            rc = walk_dir(fl, p);
-        else if (rc == 0 && S_ISREG(st.st_mode))
-            files_add(fl, p);
-        free(p);
-        free(names[i]);
-    }
-    free(names);
-    return rc;
-}
-
-/* Explicit inputs must exist: a typo should fail loudly, not shrink the corpus. */
-static int collect_inputs(FileList *fl, const PrepareOptions *o) {
-    struct stat st;
-    if (stat(o->out_dir, &st) == 0 && S_ISDIR(st.st_mode)) {
-        fl->has_skip = 1;
-        fl->skip_dev = st.st_dev;
-        fl->skip_ino = st.st_ino;
-    }
-    for (int i = 0; i < o->n_inputs; i++) {
-        const char *in = o->inputs[i];
-        if (stat(in, &st) != 0) return ml_fail("cannot read input '%s': %s", in, strerror(errno));
-        if (S_ISDIR(st.st_mode)) {
-            if (fl->has_skip && st.st_dev == fl->skip_dev && st.st_ino == fl->skip_ino)
-                return ml_fail("input folder '%s' is the output folder", in);
-            if (walk_dir(fl, in)) return -1;
-        } else if (S_ISREG(st.st_mode)) {
-            files_add(fl, in);
-        } else {
-            return ml_fail("input '%s' is not a regular file or folder", in);
-        }
-    }
-    return 0;
-}
-
-/* ---------------------------------------------------------------- documents */
-
-static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\f' || c == '\v'; }
-
-static int all_space(const char *p, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!is_space((unsigned char)p[i])) return 0;
-    return 1;
-}
-
-int64_t prepare_split_docs(const char *buf, size_t len, size_t min_bytes, size_t **ends) {
-    *ends = NULL;
-    if (all_space(buf, len)) return 0;
-    int64_t n = 0;
-    size_t cap = 0, start = 0, pos = 0;
-    int prev_blank = 0;
-    for (;;) {
-        size_t line_start = pos;
-        int at_end = pos >= len;
-        size_t line_end = len;
-        if (!at_end) {
-            const char *nl = memchr(buf + pos, '\n', len - pos);
-            line_end = nl ? (size_t)(nl - buf) + 1 : len;
-        }
-        /* Cutting only before a non-blank line keeps blank lines with the paragraph
-         * they follow, so every document starts with text and the file is reproduced
-         * exactly by concatenating its documents. The end of the buffer always cuts. */
-        int blank = at_end || all_space(buf + line_start, line_end - line_start);
-        if (at_end || (!blank && prev_blank && line_start - start >= min_bytes)) {
-            if ((size_t)n == cap) {
-                cap = cap ? 2 * cap : 16;
-                *ends = ml_realloc(*ends, cap * sizeof **ends);
-            }
-            (*ends)[n++] = line_start;
-            start = line_start;
-        }
-        if (at_end) break;
-        prev_blank = blank;
-        pos = line_end;
-    }
-    return n;
-}
+/* ---------------------------------------------------------------- hashing */
 
 static uint64_t mix64(uint64_t z) {
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -158,126 +23,338 @@ static uint64_t mix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-static double doc_hash01(int64_t index, uint64_t seed) {
-    uint64_t h = mix64(seed ^ mix64((uint64_t)index + 0x9E3779B97F4A7C15ull));
-    return (double)(h >> 11) * (1.0 / 9007199254740992.0);
+/* FNV-1a over the text, finished with a mixer: the document's identity. */
+static uint64_t text_hash(const char *p, size_t n) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)p[i]) * 0x100000001B3ull;
+    return mix64(h ^ n);
 }
 
-int prepare_is_val(int64_t index, uint64_t seed, double val_frac) { return doc_hash01(index, seed) < val_frac; }
+static double to01(uint64_t h) { return (double)(h >> 11) * (1.0 / 9007199254740992.0); }
 
-/* ---------------------------------------------------------------- split buffers */
+/* Separate salts keep the split, the cap choice and the order independent of each other. */
+static double split_score(uint64_t text_h, uint64_t seed) { return to01(mix64(text_h ^ mix64(seed ^ 0x5117))); }
+static uint64_t order_key(uint64_t text_h, uint64_t seed) { return mix64(text_h ^ mix64(seed ^ 0x0DE7)); }
+
+int prepare_is_val(const char *text, size_t len, uint64_t seed, double val_frac) {
+    return split_score(text_hash(text, len), seed) < val_frac;
+}
+
+int64_t prepare_split_docs(const char *buf, size_t len, size_t min_bytes, size_t **ends) {
+    size_t *starts;
+    int64_t n = corpus_cut_docs(buf, len, DOC_PARAGRAPHS, min_bytes, &starts, ends);
+    free(starts);
+    if (n > 0) (*ends)[n - 1] = len; /* trailing whitespace belongs to the last document */
+    return n;
+}
+
+/* ---------------------------------------------------------------- documents */
+
+typedef struct {
+    const char *text;
+    size_t len;
+    uint64_t hash, key;
+    int dom, split; /* split: TRAIN, VAL, or -1 when dropped */
+    int64_t index;  /* position in reading order, the final tie-break */
+} Doc;
+
+typedef struct {
+    Doc *docs;
+    int64_t n, cap;
+    char **bufs; /* file contents the documents point into */
+    int n_bufs;
+    StrList *files; /* per domain, for meta.json */
+    PackageInfo **pkgs;
+    int *n_pkgs;
+} Corpus;
+
+static void corpus_free(Corpus *c, int n_domains) {
+    for (int i = 0; i < c->n_bufs; i++) free(c->bufs[i]);
+    free(c->bufs);
+    free(c->docs);
+    for (int d = 0; c->files && d < n_domains; d++) {
+        DomainFiles f = {c->files[d], c->pkgs[d], c->n_pkgs[d]};
+        domain_files_free(&f);
+    }
+    free(c->files);
+    free(c->pkgs);
+    free(c->n_pkgs);
+    memset(c, 0, sizeof *c);
+}
+
+static void add_doc(Corpus *c, const char *text, size_t len, int dom) {
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 1024;
+        c->docs = ml_realloc(c->docs, (size_t)c->cap * sizeof *c->docs);
+    }
+    Doc *d = &c->docs[c->n];
+    d->text = text;
+    d->len = len;
+    d->hash = text_hash(text, len);
+    d->dom = dom;
+    d->split = TRAIN;
+    d->index = c->n++;
+}
+
+/* A NUL byte means a binary file slipped through the globs (fortune .dat indexes, say). */
+static int check_text(const char *path, const char *buf, size_t len) {
+    const char *z = memchr(buf, 0, len);
+    if (z) return ml_fail("'%s' holds a NUL byte at offset %zu: not text (exclude it in the manifest)", path, (size_t)(z - buf));
+    return 0;
+}
+
+static int read_domain(Corpus *c, const Manifest *m, int d, const PrepareOptions *o, PrepareDomainStats *ds) {
+    const ManifestDomain *md = &m->domains[d];
+    DomainFiles f;
+    if (manifest_domain_files(m, d, o->out_dir, &f)) return -1;
+    c->files[d] = f.paths;
+    c->pkgs[d] = f.pkgs;
+    c->n_pkgs[d] = f.n_pkgs;
+    ds->files = f.paths.n;
+    for (int i = 0; i < f.paths.n; i++) {
+        size_t len, *starts, *ends;
+        char *buf = corpus_read_file(f.paths.items[i], &len);
+        if (!buf) return -1;
+        c->bufs = ml_realloc(c->bufs, (size_t)(c->n_bufs + 1) * sizeof *c->bufs);
+        c->bufs[c->n_bufs++] = buf;
+        if (o->manifest && check_text(f.paths.items[i], buf, len)) return -1;
+        int64_t nd = corpus_cut_docs(buf, len, md->split, (size_t)md->min_doc_bytes, &starts, &ends);
+        if (md->split == DOC_PARAGRAPHS && nd > 0) ends[nd - 1] = len;
+        for (int64_t k = 0; k < nd; k++) {
+            add_doc(c, buf + starts[k], ends[k] - starts[k], d);
+            ds->found_docs++;
+            ds->found_bytes += (int64_t)(ends[k] - starts[k]);
+        }
+        free(starts);
+        free(ends);
+    }
+    if (ds->found_docs == 0) {
+        if (!o->manifest)
+            return ml_fail("no text found in the inputs (%d file%s, all empty or whitespace)", f.paths.n, f.paths.n == 1 ? "" : "s");
+        return ml_fail("domain '%s' has no text (%d file%s, all empty or whitespace)", md->name, f.paths.n, f.paths.n == 1 ? "" : "s");
+    }
+    return 0;
+}
+
+static int cmp_hash(const void *a, const void *b) {
+    const Doc *x = *(Doc *const *)a, *y = *(Doc *const *)b;
+    if (x->hash != y->hash) return x->hash < y->hash ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static int cmp_key(const void *a, const void *b) {
+    const Doc *x = *(Doc *const *)a, *y = *(Doc *const *)b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return x->index < y->index ? -1 : x->index > y->index;
+}
+
+static Doc **doc_ptrs(Corpus *c) {
+    Doc **p = ml_malloc((size_t)(c->n ? c->n : 1) * sizeof *p);
+    for (int64_t i = 0; i < c->n; i++) p[i] = &c->docs[i];
+    return p;
+}
+
+/* Exact copies (same text) keep their first occurrence only. */
+static void drop_duplicates(Corpus *c, PrepareStats *st) {
+    Doc **p = doc_ptrs(c);
+    qsort(p, (size_t)c->n, sizeof *p, cmp_hash);
+    for (int64_t i = 1; i < c->n; i++) {
+        Doc *b = p[i];
+        for (int64_t j = i - 1; j >= 0 && p[j]->hash == b->hash; j--)
+            if (p[j]->split >= 0 && p[j]->len == b->len && memcmp(p[j]->text, b->text, b->len) == 0) {
+                b->split = -1;
+                st->dom[b->dom].duplicates++;
+                break;
+            }
+    }
+    free(p);
+}
+
+/* A domain over its cap keeps documents in order of their seeded key until the next one
+ * would pass the cap (at least one document stays). */
+static void apply_caps(Corpus *c, const Manifest *m, const PrepareOptions *o, PrepareStats *st) {
+    Doc **p = doc_ptrs(c);
+    for (int64_t i = 0; i < c->n; i++) c->docs[i].key = order_key(c->docs[i].hash, o->seed);
+    qsort(p, (size_t)c->n, sizeof *p, cmp_key);
+    int64_t used[MANIFEST_MAX_DOMAINS] = {0};
+    int full[MANIFEST_MAX_DOMAINS] = {0};
+    for (int d = 0; d < m->n_domains; d++) st->dom[d].cap_bytes = o->cap_set ? o->cap_bytes : manifest_cap(m, d);
+    for (int64_t i = 0; i < c->n; i++) {
+        Doc *x = p[i];
+        if (x->split < 0) continue;
+        int64_t cap = st->dom[x->dom].cap_bytes;
+        if (cap > 0 && (full[x->dom] || (used[x->dom] > 0 && used[x->dom] + (int64_t)x->len > cap))) {
+            full[x->dom] = 1;
+            x->split = -1;
+            continue;
+        }
+        used[x->dom] += (int64_t)x->len;
+    }
+    free(p);
+}
+
+static void assign_splits(Corpus *c, const PrepareOptions *o) {
+    int64_t count[2] = {0, 0};
+    Doc *best[2] = {NULL, NULL}; /* the train doc most nearly val, the val doc most nearly train */
+    for (int64_t i = 0; i < c->n; i++) {
+        Doc *x = &c->docs[i];
+        if (x->split < 0) continue;
+        double s = split_score(x->hash, o->seed);
+        x->split = s < o->val_frac ? VAL : TRAIN;
+        count[x->split]++;
+        Doc **b = &best[x->split];
+        if (!*b || (x->split == TRAIN ? s < split_score((*b)->hash, o->seed) : s > split_score((*b)->hash, o->seed))) *b = x;
+    }
+    /* Training needs a document, and with two or more neither split may be empty:
+     * move the one nearest the threshold over. */
+    if (count[TRAIN] == 0 && count[VAL] > 0) best[VAL]->split = TRAIN;
+    if (count[VAL] == 0 && count[TRAIN] >= 2) best[TRAIN]->split = VAL;
+}
+
+/* ---------------------------------------------------------------- tokenising */
+
+typedef struct {
+    Tokenizer *tok; /* NULL: bytes */
+    int vocab, eot;
+    char kind[16];
+} Tok;
+
+static int setup_tokenizer(Tok *t, const PrepareOptions *o, Doc **order[2], const int64_t n[2]) {
+    memset(t, 0, sizeof *t);
+    if (o->tokenizer) {
+        if (tok_load(&t->tok, o->tokenizer)) return -1;
+    } else if (o->vocab > 0) {
+        if (o->vocab < TOK_MIN_VOCAB) return ml_fail("--vocab %d is too small: at least %d (256 bytes, end-of-text, one merge)", o->vocab, TOK_MIN_VOCAB);
+        TokTrainer *tr = tok_trainer_new();
+        for (int64_t i = 0; i < n[TRAIN]; i++) tok_trainer_add(tr, order[TRAIN][i]->text, order[TRAIN][i]->len);
+        int rc = tok_trainer_finish(tr, o->vocab, o->verbose, &t->tok);
+        tok_trainer_free(tr);
+        if (rc) return -1;
+    } else {
+        strcpy(t->kind, "bytes");
+        t->vocab = PREPARE_VOCAB;
+        t->eot = PREPARE_EOT;
+        return 0;
+    }
+    strcpy(t->kind, "bpe");
+    t->vocab = tok_vocab_size(t->tok);
+    t->eot = tok_eot_id(t->tok);
+    if (t->eot < 0 || t->eot >= t->vocab) return ml_fail("the tokenizer has no end-of-text token \"%s\"", TOK_EOT_TEXT);
+    return 0;
+}
 
 typedef struct {
     uint32_t *tok;
-    int64_t n_tok, cap_tok;
+    int64_t n_tok;
     int64_t *start;
     int32_t *dom;
-    int64_t n_docs, cap_docs;
-    int64_t bytes; /* text bytes, end-of-text tokens excluded */
+    int64_t n_docs, bytes;
 } SplitBuf;
 
-static void buf_reserve(SplitBuf *b, int64_t more_tok) {
-    if (b->n_tok + more_tok > b->cap_tok) {
-        int64_t c = b->cap_tok ? b->cap_tok : 1 << 16;
-        while (c < b->n_tok + more_tok) c *= 2;
-        b->tok = ml_realloc(b->tok, (size_t)c * sizeof *b->tok);
-        b->cap_tok = c;
-    }
-    if (b->n_docs == b->cap_docs) {
-        b->cap_docs = b->cap_docs ? 2 * b->cap_docs : 64;
-        b->start = ml_realloc(b->start, (size_t)b->cap_docs * sizeof *b->start);
-        b->dom = ml_realloc(b->dom, (size_t)b->cap_docs * sizeof *b->dom);
-    }
-}
-
-static void buf_add_text(SplitBuf *b, const char *p, size_t n, int domain) {
-    buf_reserve(b, (int64_t)n + 1);
-    b->start[b->n_docs] = b->n_tok;
-    b->dom[b->n_docs++] = domain;
-    for (size_t i = 0; i < n; i++) b->tok[b->n_tok++] = (unsigned char)p[i];
-    b->tok[b->n_tok++] = PREPARE_EOT;
-    b->bytes += (int64_t)n;
-}
-
-/* Moves document j (tokens include its end-of-text) from one split to the end of the other. */
-static void buf_move_doc(SplitBuf *from, int64_t j, SplitBuf *to) {
-    int64_t s = from->start[j], e = j + 1 < from->n_docs ? from->start[j + 1] : from->n_tok, n = e - s;
-    buf_reserve(to, n);
-    to->start[to->n_docs] = to->n_tok;
-    to->dom[to->n_docs++] = from->dom[j];
-    memcpy(to->tok + to->n_tok, from->tok + s, (size_t)n * sizeof *to->tok);
-    to->n_tok += n;
-    to->bytes += n - 1;
-    memmove(from->tok + s, from->tok + e, (size_t)(from->n_tok - e) * sizeof *from->tok);
-    from->n_tok -= n;
-    from->bytes -= n - 1;
-    for (int64_t k = j + 1; k < from->n_docs; k++) {
-        from->start[k - 1] = from->start[k] - n;
-        from->dom[k - 1] = from->dom[k];
-    }
-    from->n_docs--;
-}
-
-static void buf_free(SplitBuf *b) {
+static void split_free(SplitBuf *b) {
     free(b->tok);
     free(b->start);
     free(b->dom);
     memset(b, 0, sizeof *b);
 }
 
-/* With at least two documents both splits must be non-empty. While one split is empty
- * the other holds every document in index order, so its position j is the global index j;
- * we move the document whose hash lies closest to the threshold. */
-static void ensure_both_splits(SplitBuf sp[2], uint64_t seed) {
-    int64_t total = sp[TRAIN].n_docs + sp[VAL].n_docs;
-    if (total < 2) return;
-    for (int dst = 0; dst < 2; dst++) {
-        SplitBuf *from = &sp[1 - dst];
-        if (sp[dst].n_docs > 0) continue;
-        int64_t best = 0;
-        for (int64_t j = 1; j < from->n_docs; j++) {
-            double h = doc_hash01(j, seed), hb = doc_hash01(best, seed);
-            if (dst == VAL ? h < hb : h > hb) best = j;
+/* Encodes one split, documents in parallel (a tokenizer copy per thread: its encode
+ * cache is not shared), then lays the ids out in order with end-of-text after each. */
+static int encode_split(const Tok *t, Doc **docs, int64_t n, SplitBuf *b) {
+    TokIds *ids = ml_calloc((size_t)(n ? n : 1), sizeof *ids);
+    char *json = t->tok ? tok_to_json(t->tok) : NULL;
+    int rc = 0;
+#pragma omp parallel reduction(| : rc)
+    {
+        Tokenizer *mine = NULL;
+        if (json && tok_load_json(&mine, json, strlen(json), "tokenizer copy")) rc = -1;
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t i = 0; i < n; i++) {
+            if (!mine) continue;
+            tok_encode(mine, docs[i]->text, docs[i]->len, &ids[i]);
         }
-        buf_move_doc(from, best, &sp[dst]);
+        if (mine) tok_free(mine);
     }
+    free(json);
+    int64_t total = 0;
+    for (int64_t i = 0; i < n; i++) total += (t->tok ? (int64_t)ids[i].n : (int64_t)docs[i]->len) + 1;
+    b->tok = ml_malloc((size_t)(total ? total : 1) * sizeof *b->tok);
+    b->start = ml_malloc((size_t)(n ? n : 1) * sizeof *b->start);
+    b->dom = ml_malloc((size_t)(n ? n : 1) * sizeof *b->dom);
+    for (int64_t i = 0; i < n; i++) {
+        b->start[i] = b->n_tok;
+        b->dom[i] = docs[i]->dom;
+        if (t->tok) {
+            memcpy(b->tok + b->n_tok, ids[i].ids, ids[i].n * sizeof *b->tok);
+            b->n_tok += (int64_t)ids[i].n;
+        } else {
+            for (size_t k = 0; k < docs[i]->len; k++) b->tok[b->n_tok++] = (unsigned char)docs[i]->text[k];
+        }
+        b->tok[b->n_tok++] = (uint32_t)t->eot;
+        b->bytes += (int64_t)docs[i]->len;
+        free(ids[i].ids);
+    }
+    b->n_docs = n;
+    free(ids);
+    if (rc) split_free(b);
+    return rc;
 }
 
-/* Reads every file and fills both splits; nothing is written here. */
-static int build_splits(const FileList *fl, const PrepareOptions *o, SplitBuf sp[2]) {
-    int64_t index = 0;
-    for (int f = 0; f < fl->n; f++) {
-        size_t len;
-        char *text = ml_read_file(fl->paths[f], &len);
-        if (!text) return -1;
-        size_t *ends;
-        int64_t nd = prepare_split_docs(text, len, PREPARE_MIN_DOC_BYTES, &ends);
-        size_t start = 0;
-        for (int64_t d = 0; d < nd; d++, index++) {
-            int split = prepare_is_val(index, o->seed, o->val_frac) ? VAL : TRAIN;
-            buf_add_text(&sp[split], text + start, ends[d] - start, 0);
-            start = ends[d];
-        }
-        free(ends);
-        free(text);
+/* ---------------------------------------------------------------- meta.json */
+
+static cJSON *split_stats_json(const PrepareStats *st, int k) {
+    cJSON *s = cJSON_CreateObject();
+    char file[16];
+    snprintf(file, sizeof file, "%s.bin", SPLIT_NAMES[k]);
+    cJSON_AddStringToObject(s, "file", file);
+    cJSON_AddNumberToObject(s, "documents", (double)st->docs[k]);
+    cJSON_AddNumberToObject(s, "tokens", (double)st->tokens[k]);
+    cJSON_AddNumberToObject(s, "bytes", (double)st->bytes[k]);
+    cJSON *doms = cJSON_AddObjectToObject(s, "domains");
+    for (int d = 0; d < st->n_domains; d++) {
+        cJSON *x = cJSON_AddObjectToObject(doms, st->dom[d].name);
+        cJSON_AddNumberToObject(x, "documents", (double)st->dom[d].docs[k]);
+        cJSON_AddNumberToObject(x, "tokens", (double)st->dom[d].tokens[k]);
+        cJSON_AddNumberToObject(x, "bytes", (double)st->dom[d].bytes[k]);
     }
-    if (index == 0)
-        return ml_fail("no text found in the inputs (%d file%s, all empty or whitespace)", fl->n, fl->n == 1 ? "" : "s");
-    ensure_both_splits(sp, o->seed);
-    return 0;
+    return s;
 }
 
-/* ---------------------------------------------------------------- outputs */
+static cJSON *corpus_json(const Manifest *m, const Corpus *c, const PrepareStats *st) {
+    cJSON *corpus = cJSON_CreateObject();
+    cJSON_AddStringToObject(corpus, "name", m->name);
+    if (m->path[0]) cJSON_AddStringToObject(corpus, "manifest", m->path);
+    cJSON *arr = cJSON_AddArrayToObject(corpus, "domains");
+    for (int d = 0; d < m->n_domains; d++) {
+        const PrepareDomainStats *ds = &st->dom[d];
+        cJSON *x = cJSON_CreateObject();
+        cJSON_AddItemToArray(arr, x);
+        cJSON_AddStringToObject(x, "name", ds->name);
+        cJSON_AddStringToObject(x, "split", doc_split_name(m->domains[d].split));
+        if (m->domains[d].split == DOC_ENTRIES || m->domains[d].split == DOC_PARAGRAPHS)
+            cJSON_AddNumberToObject(x, "min_doc_bytes", (double)m->domains[d].min_doc_bytes);
+        cJSON_AddNumberToObject(x, "cap_bytes", (double)ds->cap_bytes);
+        cJSON_AddNumberToObject(x, "found_documents", (double)ds->found_docs);
+        cJSON_AddNumberToObject(x, "found_bytes", (double)ds->found_bytes);
+        cJSON_AddNumberToObject(x, "duplicates", (double)ds->duplicates);
+        cJSON *pk = cJSON_AddObjectToObject(x, "packages");
+        for (int i = 0; i < c->n_pkgs[d]; i++) cJSON_AddStringToObject(pk, c->pkgs[d][i].name, c->pkgs[d][i].version);
+        cJSON *files = cJSON_AddArrayToObject(x, "files");
+        for (int i = 0; i < c->files[d].n; i++) cJSON_AddItemToArray(files, cJSON_CreateString(c->files[d].items[i]));
+    }
+    return corpus;
+}
 
-static char *meta_json(const PrepareOptions *o, const FileList *fl, const SplitBuf sp[2]) {
+static char *meta_json(const PrepareOptions *o, const Manifest *m, const Corpus *c, const PrepareStats *st, const Tok *t) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "format", "moelab-data");
     cJSON_AddNumberToObject(root, "version", 1);
-    cJSON_AddStringToObject(root, "tokenizer", "bytes");
-    cJSON_AddNumberToObject(root, "vocab_size", PREPARE_VOCAB);
-    cJSON_AddNumberToObject(root, "eot_token", PREPARE_EOT);
+    cJSON_AddStringToObject(root, "tokenizer", t->kind);
+    if (t->tok) cJSON_AddStringToObject(root, "tokenizer_file", "tokenizer.json");
+    cJSON_AddNumberToObject(root, "vocab_size", t->vocab);
+    cJSON_AddNumberToObject(root, "eot_token", t->eot);
     cJSON *doms = cJSON_AddArrayToObject(root, "domains");
-    cJSON_AddItemToArray(doms, cJSON_CreateString("default"));
+    for (int d = 0; d < st->n_domains; d++) cJSON_AddItemToArray(doms, cJSON_CreateString(st->dom[d].name));
     cJSON *split = cJSON_AddObjectToObject(root, "split");
     cJSON_AddNumberToObject(split, "val_frac", o->val_frac);
     if (o->seed <= (1ull << 53)) {
@@ -287,19 +364,10 @@ static char *meta_json(const PrepareOptions *o, const FileList *fl, const SplitB
         snprintf(s, sizeof s, "%llu", (unsigned long long)o->seed);
         cJSON_AddStringToObject(split, "seed", s);
     }
-    cJSON_AddNumberToObject(split, "min_doc_bytes", PREPARE_MIN_DOC_BYTES);
+    cJSON_AddStringToObject(split, "rule", "document text hash; exact duplicates dropped; seeded cap per domain");
     cJSON *splits = cJSON_AddObjectToObject(root, "splits");
-    for (int k = 0; k < 2; k++) {
-        cJSON *s = cJSON_AddObjectToObject(splits, SPLIT_NAMES[k]);
-        char file[16];
-        snprintf(file, sizeof file, "%s.bin", SPLIT_NAMES[k]);
-        cJSON_AddStringToObject(s, "file", file);
-        cJSON_AddNumberToObject(s, "documents", (double)sp[k].n_docs);
-        cJSON_AddNumberToObject(s, "tokens", (double)sp[k].n_tok);
-        cJSON_AddNumberToObject(s, "bytes", (double)sp[k].bytes);
-    }
-    cJSON *inputs = cJSON_AddArrayToObject(root, "inputs");
-    for (int i = 0; i < fl->n; i++) cJSON_AddItemToArray(inputs, cJSON_CreateString(fl->paths[i]));
+    for (int k = 0; k < 2; k++) cJSON_AddItemToObject(splits, SPLIT_NAMES[k], split_stats_json(st, k));
+    cJSON_AddItemToObject(root, "corpus", corpus_json(m, c, st));
     char *text = cJSON_Print(root);
     cJSON_Delete(root);
     if (!text) {
@@ -314,67 +382,167 @@ static char *meta_json(const PrepareOptions *o, const FileList *fl, const SplitB
     return out;
 }
 
+/* ---------------------------------------------------------------- outputs */
+
+enum { OUT_TRAIN, OUT_VAL, OUT_TOK, OUT_META, N_OUT };
+static const char *const OUT_NAMES[N_OUT] = {"train.bin", "val.bin", "tokenizer.json", "meta.json"};
+
 static int out_path(char *dst, size_t cap, const char *dir, const char *name, const char *suffix) {
     if ((size_t)snprintf(dst, cap, "%s/%s%s", dir, name, suffix) >= cap) return ml_fail("output path too long: %s", dir);
     return 0;
 }
 
-/* Each file is first written (atomically) under a staging name; only when all three are
- * complete are they renamed into place, meta.json last, so a failed run adds nothing. */
-static int write_outputs(const char *dir, const SplitBuf sp[2], const char *meta) {
-    static const char *const names[3] = {"train.bin", "val.bin", "meta.json"};
-    char final[3][4096], staged[3][4096];
-    for (int k = 0; k < 3; k++)
-        if (out_path(final[k], sizeof final[k], dir, names[k], "") ||
-            out_path(staged[k], sizeof staged[k], dir, names[k], ".partial"))
+static int write_one(int k, const char *path, const SplitBuf sp[2], const Tok *t, const PrepareStats *st,
+                     const char *meta, const PrepareOptions *o) {
+    if (k == OUT_META) return ml_write_file_atomic(path, meta, strlen(meta));
+    if (k == OUT_TOK) {
+        if (!o->tokenizer) return tok_save(t->tok, path);
+        size_t n; /* a given tokenizer is copied byte for byte */
+        char *text = ml_read_file(o->tokenizer, &n);
+        if (!text) return -1;
+        int rc = ml_write_file_atomic(path, text, n);
+        free(text);
+        return rc;
+    }
+    const char *names[MANIFEST_MAX_DOMAINS];
+    for (int d = 0; d < st->n_domains; d++) names[d] = st->dom[d].name;
+    const SplitBuf *b = &sp[k];
+    ShardView v = {t->vocab, st->n_domains, names, b->n_tok, b->n_docs, b->start, b->dom, b->tok};
+    return shard_write(path, &v);
+}
+
+/* Each file is first written (atomically) under a staging name; only when all are complete
+ * are they renamed into place, meta.json last, so a failed run adds nothing. A byte-level
+ * run removes a tokenizer.json left by an earlier run, so the folder says one thing. */
+static int write_outputs(const PrepareOptions *o, const SplitBuf sp[2], const Tok *t, const PrepareStats *st,
+                         const char *meta) {
+    char final[N_OUT][4096], staged[N_OUT][4096];
+    for (int k = 0; k < N_OUT; k++)
+        if (out_path(final[k], sizeof final[k], o->out_dir, OUT_NAMES[k], "") ||
+            out_path(staged[k], sizeof staged[k], o->out_dir, OUT_NAMES[k], ".partial"))
             return -1;
-    int rc = 0, written = 0;
-    for (; rc == 0 && written < 3; written++) {
-        if (written < 2) {
-            const SplitBuf *b = &sp[written];
-            const char *dom_names[1] = {"default"};
-            ShardView v = {PREPARE_VOCAB, 1, dom_names, b->n_tok, b->n_docs, b->start, b->dom, b->tok};
-            rc = shard_write(staged[written], &v);
-        } else {
-            rc = ml_write_file_atomic(staged[written], meta, strlen(meta));
+    int rc = 0;
+    for (int k = 0; rc == 0 && k < N_OUT; k++)
+        if (k != OUT_TOK || t->tok) rc = write_one(k, staged[k], sp, t, st, meta, o);
+    for (int k = 0; rc == 0 && k < N_OUT; k++) {
+        if (k == OUT_TOK && !t->tok) {
+            if (remove(final[k]) != 0 && errno != ENOENT) rc = ml_fail("cannot remove stale '%s': %s", final[k], strerror(errno));
+        } else if (rename(staged[k], final[k]) != 0) {
+            rc = ml_fail("cannot rename '%s': %s", staged[k], strerror(errno));
         }
     }
-    for (int k = 0; rc == 0 && k < 3; k++)
-        if (rename(staged[k], final[k]) != 0) rc = ml_fail("cannot rename '%s': %s", staged[k], strerror(errno));
     if (rc != 0)
-        for (int k = 0; k < 3; k++) remove(staged[k]);
+        for (int k = 0; k < N_OUT; k++) remove(staged[k]);
     return rc;
 }
 
-int prepare_bytes(const PrepareOptions *o, PrepareStats *st) {
-    memset(st, 0, sizeof *st);
-    if (!o->out_dir || !o->out_dir[0]) return ml_fail("no output folder given");
-    if (o->n_inputs <= 0) return ml_fail("no input files or folders given");
-    if (!(o->val_frac > 0 && o->val_frac < 1)) return ml_fail("val_frac must be in (0, 1), got %g", o->val_frac);
+/* ---------------------------------------------------------------- driver */
 
-    FileList fl = {0};
+static int check_options(const PrepareOptions *o) {
+    if (!o->out_dir || !o->out_dir[0]) return ml_fail("no output folder given");
+    if (!o->manifest && o->n_inputs <= 0) return ml_fail("no input files or folders given");
+    if (o->manifest && o->n_inputs > 0) return ml_fail("give either a manifest or input files, not both");
+    if (!(o->val_frac > 0 && o->val_frac < 1)) return ml_fail("val_frac must be in (0, 1), got %g", o->val_frac);
+    if (o->tokenizer && o->vocab > 0) return ml_fail("give either a tokenizer file or a vocab size to train, not both");
+    if (o->vocab != 0 && o->vocab < TOK_MIN_VOCAB)
+        return ml_fail("vocab size %d is too small: at least %d (256 bytes, end-of-text, one merge)", o->vocab, TOK_MIN_VOCAB);
+    if (o->cap_set && o->cap_bytes < 0) return ml_fail("the cap per domain must be >= 0, got %lld", (long long)o->cap_bytes);
+    return 0;
+}
+
+static void stats_add(PrepareStats *st, const SplitBuf *b, int k) {
+    st->docs[k] = b->n_docs;
+    st->tokens[k] = b->n_tok;
+    st->bytes[k] = b->bytes;
+    for (int64_t i = 0; i < b->n_docs; i++) {
+        int64_t e = i + 1 < b->n_docs ? b->start[i + 1] : b->n_tok;
+        PrepareDomainStats *ds = &st->dom[b->dom[i]];
+        ds->docs[k]++;
+        ds->tokens[k] += e - b->start[i];
+    }
+}
+
+/* Reads, de-duplicates, caps, splits and orders; fills order[k] with split k's documents. */
+static int build_corpus(Corpus *c, const Manifest *m, const PrepareOptions *o, PrepareStats *st, Doc **order[2],
+                        int64_t n[2]) {
+    c->files = ml_calloc((size_t)m->n_domains, sizeof *c->files);
+    c->pkgs = ml_calloc((size_t)m->n_domains, sizeof *c->pkgs);
+    c->n_pkgs = ml_calloc((size_t)m->n_domains, sizeof *c->n_pkgs);
+    st->n_domains = m->n_domains;
+    for (int d = 0; d < m->n_domains; d++) {
+        snprintf(st->dom[d].name, sizeof st->dom[d].name, "%s", m->domains[d].name);
+        if (o->verbose) fprintf(stderr, "prepare: reading domain %s\n", m->domains[d].name);
+        if (read_domain(c, m, d, o, &st->dom[d])) return -1;
+        st->n_files += st->dom[d].files;
+    }
+    drop_duplicates(c, st);
+    apply_caps(c, m, o, st);
+    assign_splits(c, o);
+    Doc **p = doc_ptrs(c);
+    qsort(p, (size_t)c->n, sizeof *p, cmp_key);
+    for (int k = 0; k < 2; k++) {
+        order[k] = ml_malloc((size_t)(c->n ? c->n : 1) * sizeof **order);
+        n[k] = 0;
+    }
+    for (int64_t i = 0; i < c->n; i++)
+        if (p[i]->split >= 0) order[p[i]->split][n[p[i]->split]++] = p[i];
+    free(p);
+    for (int d = 0; d < m->n_domains; d++)
+        for (int k = 0; k < 2; k++) st->dom[d].bytes[k] = 0;
+    for (int k = 0; k < 2; k++)
+        for (int64_t i = 0; i < n[k]; i++) st->dom[order[k][i]->dom].bytes[k] += (int64_t)order[k][i]->len;
+    return 0;
+}
+
+static int run(const PrepareOptions *o, const Manifest *m, PrepareStats *st) {
+    Corpus c = {0};
+    Doc **order[2] = {NULL, NULL};
+    int64_t n[2] = {0, 0};
     SplitBuf sp[2] = {{0}};
-    int rc = collect_inputs(&fl, o);
-    if (rc == 0 && fl.n == 0) rc = ml_fail("no files found in the inputs");
-    if (rc == 0) rc = build_splits(&fl, o, sp);
+    Tok t = {0};
+    int rc = build_corpus(&c, m, o, st, order, n);
+    if (rc == 0 && o->verbose) fprintf(stderr, "prepare: %lld train and %lld val documents; tokenizer\n", (long long)n[0], (long long)n[1]);
+    if (rc == 0) rc = setup_tokenizer(&t, o, order, n);
+    for (int k = 0; rc == 0 && k < 2; k++) {
+        rc = encode_split(&t, order[k], n[k], &sp[k]);
+        if (rc == 0) stats_add(st, &sp[k], k);
+    }
     if (rc == 0) {
+        strcpy(st->tokenizer, t.kind);
+        st->vocab_size = t.vocab;
         int existed = ml_file_exists(o->out_dir);
-        char *meta = meta_json(o, &fl, sp);
+        char *meta = meta_json(o, m, &c, st, &t);
         rc = ml_mkdir_p(o->out_dir);
-        if (rc == 0) rc = write_outputs(o->out_dir, sp, meta);
+        if (rc == 0) rc = write_outputs(o, sp, &t, st, meta);
         if (rc != 0 && !existed) rmdir(o->out_dir); /* only succeeds when we left it empty */
         free(meta);
     }
-    if (rc == 0) {
-        st->n_files = fl.n;
-        for (int k = 0; k < 2; k++) {
-            st->docs[k] = sp[k].n_docs;
-            st->tokens[k] = sp[k].n_tok;
-            st->bytes[k] = sp[k].bytes;
-        }
+    if (t.tok) tok_free(t.tok);
+    for (int k = 0; k < 2; k++) {
+        split_free(&sp[k]);
+        free(order[k]);
     }
-    buf_free(&sp[0]);
-    buf_free(&sp[1]);
-    files_free(&fl);
+    corpus_free(&c, m->n_domains);
     return rc;
 }
+
+int prepare_data(const PrepareOptions *o, PrepareStats *st) {
+    memset(st, 0, sizeof *st);
+    if (check_options(o)) return -1;
+    Manifest m;
+    if (o->manifest) {
+        if (manifest_load(&m, o->manifest)) return -1;
+    } else {
+        manifest_from_inputs(&m, "default", o->inputs, o->n_inputs, DOC_PARAGRAPHS, PREPARE_MIN_DOC_BYTES);
+    }
+    int rc = run(o, &m, st);
+    manifest_free(&m);
+    if (rc) {
+        int keep_files = st->n_files;
+        memset(st, 0, sizeof *st);
+        st->n_files = keep_files;
+    }
+    return rc;
+}
+
+int prepare_bytes(const PrepareOptions *o, PrepareStats *st) { return prepare_data(o, st); }

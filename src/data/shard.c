@@ -1,6 +1,7 @@
 /* Token shards: writing, validated loading, domain lookup, training and eval batches,
  * and the data folder's meta.json. The format is documented in shard.h. */
 #include "data/shard.h"
+#include "data/tokenizer.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -336,6 +337,23 @@ static int meta_fail(DataMeta *m, cJSON *root, int rc) {
     return rc;
 }
 
+/* A BPE data folder names its tokenizer file; bits per byte need each token's byte length. */
+static int meta_bpe_token_bytes(DataMeta *m, const cJSON *root, const char *dir, const char *meta_path) {
+    const cJSON *tf = cJSON_GetObjectItemCaseSensitive(root, "tokenizer_file");
+    const char *name = cJSON_IsString(tf) ? tf->valuestring : "tokenizer.json";
+    if (!name[0] || strchr(name, '/')) return ml_fail("%s: \"tokenizer_file\" must be a file name in the data folder", meta_path);
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return ml_fail("path too long: %s", dir);
+    Tokenizer *t;
+    if (tok_load(&t, path)) return -1;
+    int rc = 0;
+    if (tok_vocab_size(t) != m->vocab_size)
+        rc = ml_fail("%s has %d tokens but %s says vocab_size %d", path, tok_vocab_size(t), meta_path, m->vocab_size);
+    for (int v = 0; rc == 0 && v < m->vocab_size; v++) m->token_bytes[v] = tok_token_bytes(t, v);
+    tok_free(t);
+    return rc;
+}
+
 int data_meta_load(DataMeta *m, const char *dir) {
     memset(m, 0, sizeof *m);
     char path[4096];
@@ -372,6 +390,8 @@ int data_meta_load(DataMeta *m, const char *dir) {
             return meta_fail(m, root, ml_fail("%s: tokenizer \"bytes\" needs vocab_size 257, got %d", path, m->vocab_size));
         for (int v = 0; v < 256; v++) m->token_bytes[v] = 1;
         m->token_bytes[256] = 0; /* end-of-text */
+    } else if (strcmp(m->tokenizer, "bpe") == 0) {
+        if (meta_bpe_token_bytes(m, root, dir, path)) return meta_fail(m, root, -1);
     } else {
         return meta_fail(m, root, ml_fail("%s: unknown tokenizer \"%s\" and no token_bytes table", path, m->tokenizer));
     }

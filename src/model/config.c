@@ -152,7 +152,8 @@ int config_apply_flag(TrainConfig *c, const char *flag, const char *value) {
 }
 
 int config_apply_json_text(TrainConfig *c, const char *text) {
-    cJSON *root = cJSON_Parse(text);
+    /* require_null_terminated: text after the object is an error, not silently ignored */
+    cJSON *root = cJSON_ParseWithOpts(text, NULL, 1);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
         return ml_fail("config is not a JSON object");

@@ -1,6 +1,7 @@
 #include "train/trainer.h"
 #include "core/util.h"
 #include "io/checkpoint.h"
+#include "metrics/metrics.h"
 #include "model/model.h"
 #include "model/optim.h"
 #include "train/evaluate.h"
@@ -27,6 +28,7 @@ typedef struct {
     Shard train, val;
     DataMeta meta;
     FILE *log;
+    Metrics mt; /* routing metrics of the step being logged (cheap ones only) */
     char path[4096];
 } Run;
 
@@ -89,9 +91,16 @@ static int open_log(Run *r, const char *out, long keep_through_step) {
     return 0;
 }
 
-static void log_eval(Run *r, long step, const EvalResult *ev, const EvalResult *ev_infer) {
+static void log_eval(Run *r, long step, const EvalResult *ev, const EvalResult *ev_infer, const Metrics *mt) {
     fprintf(r->log, "{\"step\":%ld,\"val_loss\":%.6f,\"val_bpb\":%.6f", step, ev->loss, ev->bpb);
     if (ev_infer) fprintf(r->log, ",\"val_loss_infer\":%.6f,\"val_bpb_infer\":%.6f", ev_infer->loss, ev_infer->bpb);
+    /* Per-domain quality, when the data has several domains; a domain with no tokens in
+     * the evaluated batches is left out rather than logged as 0. */
+    for (int d = 0; ev->n_domains > 1 && d < ev->n_domains; d++)
+        if (ev->domains[d].tokens > 0 && eval_domain_name_ok(ev->domains[d].name))
+            fprintf(r->log, ",\"val_loss_%s\":%.6f,\"val_bpb_%s\":%.6f", ev->domains[d].name, ev->domains[d].loss,
+                    ev->domains[d].name, ev->domains[d].bpb);
+    if (mt) metrics_json_eval(r->log, mt); /* overlap, expert_sim, domain_mi, cooc per layer */
     fprintf(r->log, "}\n");
     fflush(r->log);
 }
@@ -99,8 +108,19 @@ static void log_eval(Run *r, long step, const EvalResult *ev, const EvalResult *
 static int run_eval(Run *r, long step, int quiet) {
     EvalResult ev;
     if (evaluate(&r->model, &r->val, &r->meta, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches, ROUTE_EVAL, &ev)) return -1;
-    log_eval(r, step, &ev, NULL);
-    if (!quiet) fprintf(stderr, "\nstep %ld | val_loss %.4f | val_bpb %.4f\n", step, ev.loss, ev.bpb);
+    /* The expensive routing metrics, on the same validation batches (a second, loss-free pass). */
+    Metrics mt;
+    metrics_init(&mt, &r->model.cfg, r->val.n_domains, METRICS_FULL);
+    int rc = mt.n_moe ? metrics_collect(&mt, &r->model, &r->val, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches, ROUTE_EVAL) : 0;
+    if (rc == 0) log_eval(r, step, &ev, NULL, mt.n_moe ? &mt : NULL);
+    metrics_free(&mt);
+    if (rc) return -1;
+    if (!quiet) {
+        fprintf(stderr, "\nstep %ld | val_loss %.4f | val_bpb %.4f\n", step, ev.loss, ev.bpb);
+        for (int d = 0; ev.n_domains > 1 && d < ev.n_domains; d++)
+            if (ev.domains[d].tokens > 0)
+                fprintf(stderr, "    %-14s val_loss %.4f | val_bpb %.4f\n", ev.domains[d].name, ev.domains[d].loss, ev.domains[d].bpb);
+    }
     return 0;
 }
 
@@ -123,7 +143,8 @@ static void progress(const Run *r, long step, long last, float loss, float lr, d
 }
 
 /* One optimizer step over grad_accum micro-batches. Returns the mean LM loss. */
-static float train_step(Run *r, int *inp, int *tgt, float lr, float *grad_norm, float *rl, const char **rn, int *n_rl) {
+/* mt (NULL when the step is not logged) gets the routing of every micro-batch. */
+static float train_step(Run *r, int *inp, int *tgt, float lr, float *grad_norm, float *rl, const char **rn, int *n_rl, Metrics *mt) {
     TrainConfig *tc = &r->tc;
     Model *m = &r->model;
     int B = tc->batch, T = m->cfg.seq_len;
@@ -133,7 +154,9 @@ static float train_step(Run *r, int *inp, int *tgt, float lr, float *grad_norm, 
     for (int micro = 0; micro < tc->grad_accum; micro++) {
         loader_next(&r->st.loader, inp, tgt);
         loss += model_forward(m, inp, tgt, B, T, ROUTE_TRAIN) / tc->grad_accum;
+        if (mt) metrics_add(mt, m, NULL);
         model_backward(m, inp, tgt, 1.0f / tc->grad_accum);
+        if (mt) mt->router_seconds += m->router_seconds; /* forward + backward, every micro-batch */
         int n = model_router_losses(m, rn, vals, ROUTER_MAX_LOSSES);
         if (micro == 0) memset(rl, 0, sizeof(float) * ROUTER_MAX_LOSSES);
         for (int i = 0; i < n; i++) rl[i] += vals[i] / tc->grad_accum;
@@ -148,6 +171,9 @@ static int save(Run *r, const char *out) { return checkpoint_save(out, &r->model
 
 static int setup(Run *r, TrainArgs *a) {
     if (load_data(r, a->data_dir)) return -1;
+    /* Found now, not after the whole run: every evaluation needs a validation batch. */
+    if (loader_eval_batches(&r->val, 1, 1) == 0)
+        return ml_fail("%s/val.bin: the validation split is empty; prepare more text or a larger --val-frac", a->data_dir);
     if (a->resume) {
         if (resume_config(r, a)) return -1;
         if (r->model.cfg.vocab_size != r->meta.vocab_size)
@@ -166,8 +192,13 @@ static int setup(Run *r, TrainArgs *a) {
     if (config_validate(&r->tc)) return -1;
     if (ml_file_exists(run_path(r, a->out_dir, "model.safetensors")))
         return ml_fail("%s already holds a checkpoint: continue it with --resume, or choose another --out", a->out_dir);
-    if (ml_mkdir_p(a->out_dir)) return -1;
+    static const char *const left[] = {"log.jsonl", "optim.safetensors", "config.json"};
+    for (int i = 0; i < 3; i++)
+        if (ml_file_exists(run_path(r, a->out_dir, left[i])))
+            return ml_fail("%s already holds %s from an earlier run without a checkpoint: remove it, or choose another --out", a->out_dir, left[i]);
+    /* The model first: a bad router name must not leave an empty run folder behind. */
     if (model_create(&r->model, &r->tc.model)) return -1;
+    if (ml_mkdir_p(a->out_dir)) return -1;
     model_init_weights(&r->model, r->tc.seed);
     adamw_init(&r->opt, r->model.table.total);
     r->st.step = 0;
@@ -181,6 +212,7 @@ static int setup(Run *r, TrainArgs *a) {
 
 static void teardown(Run *r) {
     if (r->log) fclose(r->log);
+    metrics_free(&r->mt);
     model_free(&r->model);
     adamw_free(&r->opt);
     shard_free(&r->train);
@@ -198,13 +230,15 @@ static int loop(Run *r, TrainArgs *a) {
     long first = r->st.step;
     int rc = 0;
     model_set_step(m, r->st.step, tc->steps);
+    metrics_init(&r->mt, &m->cfg, 0, METRICS_CHEAP);
     while (r->st.step < last && rc == 0) {
         long s = r->st.step;
         float lr = lr_at((int)s, tc->steps, tc->warmup, tc->lr, tc->min_lr_frac), gn, rl[ROUTER_MAX_LOSSES];
         const char *rn[ROUTER_MAX_LOSSES];
         int n_rl;
         double t0 = ml_now();
-        float loss = train_step(r, inp, tgt, lr, &gn, rl, rn, &n_rl);
+        int logged = (s + 1) % tc->log_every == 0 || s + 1 == last;
+        float loss = train_step(r, inp, tgt, lr, &gn, rl, rn, &n_rl, logged ? &r->mt : NULL);
         double dt = ml_now() - t0;
         r->st.step = s + 1;
         model_after_step(m, r->st.step, tc->steps);
@@ -213,7 +247,11 @@ static int loop(Run *r, TrainArgs *a) {
         if (r->st.step % tc->log_every == 0 || r->st.step == last) {
             fprintf(r->log, "{\"step\":%ld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"tok_per_s\":%.1f", r->st.step, loss, lr, gn, tok / dt);
             for (int i = 0; i < n_rl; i++) fprintf(r->log, ",\"%s\":%.6f", rn[i], rl[i]);
-            fprintf(r->log, ",\"router_share\":%.4f}\n", m->router_seconds / dt);
+            fprintf(r->log, ",\"router_share\":%.4f", r->mt.router_seconds / dt);
+            metrics_finish(&r->mt);
+            metrics_json_step(r->log, &r->mt); /* load per expert and layer, load_cv, maxvio, entropies... */
+            metrics_reset(&r->mt);
+            fprintf(r->log, "}\n");
             fflush(r->log);
         }
         double elapsed = ml_now() - t_start, rate = tokens_done / elapsed;
