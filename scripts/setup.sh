@@ -14,6 +14,8 @@ for a in "$@"; do
     esac
 done
 pkgs=(gcc make libc6-dev libopenblas-openmp-dev libcjson-dev zlib1g-dev python3 python3-numpy)
+# moelab report draws its charts with gnuplot; its tests load the page in headless chromium.
+pkgs+=(gnuplot-nox chromium fonts-dejavu-core)
 [ "$want_torch" = 1 ] && pkgs+=(python3-torch)
 
 missing=()

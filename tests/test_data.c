@@ -266,6 +266,34 @@ static void test_eval_batches(void) {
     shard_free(&s);
 }
 
+/* A partial evaluation takes windows spread over the whole shard, each a whole window. */
+static void test_eval_spread(void) {
+    Shard s;
+    if (load_test_shard(&s, "evs.bin", 4000, 1001, 3)) { CHECK(0, "setup: %s", ml_last_error()); return; }
+    enum { B = 4, T = 8, N = B * T };
+    int32_t in[N], tg[N], dom[N];
+    /* 1000 targets: 125 windows; 2 batches of 4 rows pick windows 0, 15, 31, ..., 109 */
+    int32_t first[2 * B];
+    int ok = 1;
+    for (int64_t b = 0; b < 2; b++) {
+        ok &= loader_eval_batch_spread(&s, B, T, b, 2, in, tg, dom) == B;
+        for (int r = 0; r < B; r++) {
+            first[b * B + r] = tg[r * T];
+            for (int t = 0; t < T; t++) ok &= tg[r * T + t] == tg[r * T] + t && in[r * T + t] == tg[r * T + t] - 1;
+        }
+    }
+    CHECK(ok, "whole windows of consecutive targets");
+    CHECK(first[0] == 1 && first[7] == 1 + 8 * (7 * 125 / 8) && first[4] > 400 && first[4] < 600, "spread: %d .. %d .. %d",
+          first[0], first[4], first[7]);
+    /* Asking for at least every batch is the plain order. */
+    int32_t in2[N], tg2[N];
+    loader_eval_batch_spread(&s, B, T, 3, 100, in, tg, NULL);
+    loader_eval_batch(&s, B, T, 3, in2, tg2, NULL);
+    CHECK(!memcmp(tg, tg2, sizeof tg) && !memcmp(in, in2, sizeof in), "n_batches >= all: same as loader_eval_batch");
+    CHECK(loader_eval_batch_spread(&s, B, T, 2, 2, in, tg, NULL) == 0 && tg[0] == -1, "past the selection is empty");
+    shard_free(&s);
+}
+
 /* ---------------------------------------------------------------- meta.json */
 
 static void test_meta(void) {
@@ -461,6 +489,7 @@ int main(void) {
     RUN(test_loader_determinism);
     RUN(test_loader_shift);
     RUN(test_eval_batches);
+    RUN(test_eval_spread);
     RUN(test_meta);
     RUN(test_split_docs);
     RUN(test_prepare_split);

@@ -305,6 +305,41 @@ static void test_model_identical_experts(void) {
     model_free(&m);
 }
 
+/* metrics_collect over an in-memory two-domain shard whose last batch is half padding. */
+static void test_collect(void) {
+    Model m;
+    CHECK(make_model(&m, 1) == 0, "model_create: %s", ml_last_error());
+    uint32_t toks[90];
+    int64_t starts[2] = {0, 40};
+    int32_t doms[2] = {0, 1};
+    char names[2][SHARD_NAME_LEN] = {"a", "b"};
+    for (int i = 0; i < 90; i++) toks[i] = (uint32_t)((i * 5 + i / 7) % 13);
+    Shard s = {.vocab_size = 13, .n_domains = 2, .domains = names, .n_tokens = 90, .n_docs = 2,
+               .doc_start = starts, .doc_domain = doms, .tokens = toks};
+    long nb = (long)loader_eval_batches(&s, 2, 8), want = 0, want_b = 0;
+    int32_t in[16], tg[16], dm[16];
+    for (long b = 0; b < nb; b++) {
+        loader_eval_batch(&s, 2, 8, b, in, tg, dm);
+        for (int i = 0; i < 16; i++) want += dm[i] >= 0, want_b += dm[i] == 1;
+    }
+    CHECK(nb * 16 > want, "the shard should end in a partly filled batch (%ld batches, %ld tokens)", nb, want);
+    Metrics mt;
+    metrics_init(&mt, &m.cfg, 2, METRICS_FULL);
+    CHECK(metrics_collect(&mt, &m, &s, 2, 8, 0, ROUTE_EVAL) == 0, "collect: %s", ml_last_error());
+    for (int i = 0; i < mt.n_moe; i++) {
+        CHECK(mt.st[i].tokens == want, "layer %d counted %ld tokens, want %ld (padding excluded)", i, mt.st[i].tokens, want);
+        CHECK(mt.st[i].dom_tok[1] == want_b, "domain b tokens %g, want %ld", mt.st[i].dom_tok[1], want_b);
+        CHECK(mt.st[i].sim_n > 0 && isfinite(mt.m[i].domain_mi) && isfinite(mt.m[i].overlap), "expensive metrics defined");
+    }
+    CHECK(mt.batches == nb && mt.probe_n == 0 && mt.seconds > 0, "batches %ld of %ld, probe rows left %d", mt.batches, nb, mt.probe_n);
+    CHECK(metrics_collect(&mt, &m, &s, 2, 8, 2, ROUTE_EVAL) == 0 && mt.batches == 2 && mt.st[0].tokens == 32, "--batches 2");
+    Shard tiny = s;
+    tiny.n_tokens = 1;
+    CHECK(metrics_collect(&mt, &m, &tiny, 2, 8, 0, ROUTE_EVAL) == -1, "a split of one token must fail");
+    metrics_free(&mt);
+    model_free(&m);
+}
+
 /* Writes with fn into memory and parses it as one JSON object. */
 static cJSON *json_of(void (*fn)(FILE *, const Metrics *), const Metrics *mt) {
     char *buf = NULL;
@@ -386,6 +421,7 @@ int main(void) {
     RUN(test_expert_sim);
     RUN(test_model_counts);
     RUN(test_model_identical_experts);
+    RUN(test_collect);
     RUN(test_json);
     TEST_MAIN_END();
 }

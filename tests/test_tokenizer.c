@@ -6,6 +6,7 @@
 #include "testlib.h"
 #include <cjson/cJSON.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Pseudo-text: words (some UTF-8), numbers, punctuation, contractions and blank lines. */
 static char *make_text(uint64_t seed, size_t n, size_t *len) {
@@ -301,7 +302,9 @@ static void test_deterministic_and_reload(void) {
     Tokenizer *a = train_text(text, n, 800), *b = train_text(text, n, 800), *c = NULL;
     CHECK(a && b, "train");
     if (!a || !b) return free(text);
-    const char *pa = "/tmp/moelab_tok_test_a.json", *pb = "/tmp/moelab_tok_test_b.json";
+    char pa[64], pb[64]; /* per process: several test runs may share /tmp */
+    snprintf(pa, sizeof pa, "/tmp/moelab_tok_test_%d_a.json", (int)getpid());
+    snprintf(pb, sizeof pb, "/tmp/moelab_tok_test_%d_b.json", (int)getpid());
     CHECK(tok_save(a, pa) == 0 && tok_save(b, pb) == 0, "save: %s", ml_last_error());
     size_t la, lb;
     char *fa = ml_read_file(pa, &la), *fb = ml_read_file(pb, &lb);

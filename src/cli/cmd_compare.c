@@ -63,11 +63,21 @@ typedef struct {
 typedef struct {
     const char *data, *out;
     Sweep sw;
-    int stop_at, analyze, dry_run, seeds_set, jobs, per_job, cores;
+    int stop_at, analyze, dry_run, jobs, per_job, cores;
     Job *jobs_v;
     int n_jobs;
     int analyze_threads_flag; /* analyze --help mentions --threads */
+    double max_load;          /* highest 1-minute load average seen while runs trained */
 } Compare;
+
+/* The 1-minute load average: other work on the machine makes tokens/s incomparable. */
+static double loadavg(void) {
+    double l = 0;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f && fscanf(f, "%lf", &l) != 1) l = 0;
+    if (f) fclose(f);
+    return l;
+}
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
     char *end;
@@ -308,10 +318,11 @@ static pid_t start(const Job *j, const FlagList *w, const char *logname) {
     return pid;
 }
 
-/* A fresh run starts clean: a log or config left by an attempt that never checkpointed goes. */
+/* A fresh run starts clean: what an attempt that never completed a checkpoint left goes
+ * (an optimizer file alone is half of a save that was cut short). */
 static void clear_partial(const Job *j) {
-    const char *names[] = {"log.jsonl", "config.json", "analyze.json"};
-    for (int i = 0; i < 3; i++) {
+    const char *names[] = {"log.jsonl", "config.json", "analyze.json", "optim.safetensors"};
+    for (int i = 0; i < 4; i++) {
         char *p = path_join(j->dir, names[i]);
         unlink(p);
         free(p);
@@ -414,6 +425,8 @@ static int child_ended(Compare *c, Job *j, int code, int *failures, int *started
         return 0;
     }
     j->step = checkpoint_step_of(j->dir);
+    double l = loadavg();
+    if (l > c->max_load) c->max_load = l;
     if (code != 0) {
         j->failed = 1;
         (*failures)++;
@@ -478,6 +491,15 @@ static int write_results(const Compare *c, double wall) {
              c->out, c->data, finished, c->n_jobs, tc->model.n_layers, tc->model.d_model, tc->model.n_experts, tc->model.top_k,
              tc->model.d_expert, tc->model.n_shared, tc->steps, tc->batch * tc->grad_accum, tc->model.seq_len,
              (double)tc->steps * tc->batch * tc->grad_accum * tc->model.seq_len / 1e6, c->jobs, c->per_job, proc_cores(), wall);
+    if (c->max_load > c->cores + 1.0) {
+        size_t k = strlen(note);
+        snprintf(note + k, sizeof note - k,
+                 "\n\n**Warning:** the machine was busy with other work during the sweep (1-minute load average up to "
+                 "%.1f on %d cores): tokens/s and router share are not comparable between runs.",
+                 c->max_load, proc_cores());
+        fprintf(stderr, "moelab compare: warning: the machine was busy with other work (load average up to %.1f on %d cores); "
+                        "speeds are not comparable\n", c->max_load, proc_cores());
+    }
     char *md = results_markdown(&set, &t, note);
     char *csv = path_join(c->out, "results.csv"), *runs = path_join(c->out, "runs.csv"), *mdp = path_join(c->out, "results.md");
     rc = results_write_csv(&set, &t, csv);

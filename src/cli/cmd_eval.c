@@ -12,7 +12,8 @@ static void usage(void) {
            "Mean loss (nats/token) and bits per byte of CHECKPOINT (a run folder or a .safetensors file)\n"
            "on DIR/<split>.bin, overall and per domain (when the data has several). --json prints one\n"
            "object: split, mode, loss, bpb, tokens, and domains: {name: {loss, bpb, tokens}}.\n"
-           "--batches 0 (default) covers the whole split. --mode infer uses the causal per-token\n"
+           "--batches 0 (default) covers the whole split; N > 0 evaluates N batches of windows spread\n"
+           "evenly over it (as training's periodic evaluation does). --mode infer uses the causal per-token\n"
            "routing rule of generation; eval (default) the training rule.\n");
 }
 

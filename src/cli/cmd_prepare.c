@@ -123,7 +123,7 @@ int cmd_prepare(int argc, char **argv) {
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *a = argv[i], *v;
         int missing = 0;
-        long long x;
+        long long x = 0;
         if (only_inputs || a[0] != '-' || strcmp(a, "-") == 0) {
             inputs[n_in++] = a;
         } else if (strcmp(a, "--") == 0) {

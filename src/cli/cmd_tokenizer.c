@@ -237,20 +237,24 @@ static int do_encode(Tokenizer *t, const Args *a) {
     return rc;
 }
 
+static int is_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
 static int parse_ids(const char *s, size_t len, TokIds *ids) {
     size_t i = 0, line = 1;
     while (i < len) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
-            line += c == '\n', i++;
+        if (is_ws(s[i])) {
+            line += s[i] == '\n', i++;
             continue;
         }
         uint64_t v = 0;
         size_t start = i;
         while (i < len && s[i] >= '0' && s[i] <= '9' && v <= UINT32_MAX) v = v * 10 + (uint64_t)(s[i++] - '0');
-        if (i == start || v > UINT32_MAX || (i < len && !strchr(" \t\r\n", s[i])))
-            return ml_fail("line %zu: '%.20s' is not a token id (expected decimal numbers separated by whitespace)", line,
-                           s + start);
+        if (i == start || v > UINT32_MAX || (i < len && !is_ws(s[i]))) {
+            size_t e = start;
+            while (e < len && e - start < 20 && !is_ws(s[e])) e++;
+            return ml_fail("line %zu: '%.*s' is not a token id (expected decimal numbers separated by whitespace)", line,
+                           (int)(e - start), s + start);
+        }
         tok_ids_push(ids, (uint32_t)v);
     }
     return 0;

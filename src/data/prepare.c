@@ -462,6 +462,37 @@ static void stats_add(PrepareStats *st, const SplitBuf *b, int k) {
     }
 }
 
+/* Lays out split k: each domain's documents in key order, the domains merged so that every
+ * prefix holds each domain in proportion to its bytes (the next document comes from the
+ * domain furthest behind its share). The trainer's periodic evaluation reads a prefix of
+ * the validation shard, so it sees every domain, long source files included. */
+static void interleave(Doc **by_key, int64_t n_all, int k, int n_domains, const PrepareStats *st, Doc **out, int64_t *n_out) {
+    Doc **lists = ml_malloc((size_t)(n_all ? n_all : 1) * sizeof *lists);
+    int64_t begin[MANIFEST_MAX_DOMAINS + 1] = {0}, next[MANIFEST_MAX_DOMAINS], done[MANIFEST_MAX_DOMAINS] = {0};
+    for (int64_t i = 0; i < n_all; i++)
+        if (by_key[i]->split == k) begin[by_key[i]->dom + 1]++;
+    for (int d = 0; d < n_domains; d++) begin[d + 1] += begin[d];
+    for (int d = 0; d < n_domains; d++) next[d] = begin[d];
+    for (int64_t i = 0; i < n_all; i++)
+        if (by_key[i]->split == k) lists[next[by_key[i]->dom]++] = by_key[i];
+    for (int d = 0; d < n_domains; d++) next[d] = begin[d];
+    *n_out = 0;
+    for (;;) {
+        int best = -1;
+        double best_share = 2.0;
+        for (int d = 0; d < n_domains; d++) {
+            if (next[d] == begin[d + 1]) continue;
+            double share = (double)done[d] / (double)(st->dom[d].bytes[k] ? st->dom[d].bytes[k] : 1);
+            if (share < best_share) best = d, best_share = share;
+        }
+        if (best < 0) break;
+        Doc *x = lists[next[best]++];
+        done[best] += (int64_t)x->len;
+        out[(*n_out)++] = x;
+    }
+    free(lists);
+}
+
 /* Reads, de-duplicates, caps, splits and orders; fills order[k] with split k's documents. */
 static int build_corpus(Corpus *c, const Manifest *m, const PrepareOptions *o, PrepareStats *st, Doc **order[2],
                         int64_t n[2]) {
@@ -483,14 +514,12 @@ static int build_corpus(Corpus *c, const Manifest *m, const PrepareOptions *o, P
     for (int k = 0; k < 2; k++) {
         order[k] = ml_malloc((size_t)(c->n ? c->n : 1) * sizeof **order);
         n[k] = 0;
+        for (int d = 0; d < m->n_domains; d++) st->dom[d].bytes[k] = 0;
     }
     for (int64_t i = 0; i < c->n; i++)
-        if (p[i]->split >= 0) order[p[i]->split][n[p[i]->split]++] = p[i];
+        if (p[i]->split >= 0) st->dom[p[i]->dom].bytes[p[i]->split] += (int64_t)p[i]->len;
+    for (int k = 0; k < 2; k++) interleave(p, c->n, k, m->n_domains, st, order[k], &n[k]);
     free(p);
-    for (int d = 0; d < m->n_domains; d++)
-        for (int k = 0; k < 2; k++) st->dom[d].bytes[k] = 0;
-    for (int k = 0; k < 2; k++)
-        for (int64_t i = 0; i < n[k]; i++) st->dom[order[k][i]->dom].bytes[k] += (int64_t)order[k][i]->len;
     return 0;
 }
 

@@ -8,8 +8,9 @@
  *      (documents taken in order of a seeded hash of their text until the cap);
  *   3. a document goes to validation when a seeded hash of its text falls under val_frac,
  *      so a document lands in the same split whatever the other documents are;
- *   4. each split is ordered by a seeded hash of the text, so domains interleave and any
- *      prefix of the validation shard is a fair sample of every domain;
+ *   4. each split interleaves the domains in proportion to their bytes (a domain's
+ *      documents in the order of a seeded hash of their text), so any prefix of the
+ *      validation shard, which is what periodic evaluation reads, holds every domain;
  *   5. documents are tokenised (bytes, a given tokenizer.json, or a BPE tokenizer trained
  *      on the training split only) and each ends with the end-of-text token.
  * Every document keeps its domain id in the shards. */

@@ -58,9 +58,16 @@ void loader_next(Loader *l, int32_t *inputs, int32_t *targets);          /* [B*T
  * unfilled rows get target -1. domains[B*T] (may be NULL) gets each target's domain. */
 int loader_eval_batch(const Shard *s, int B, int T, int64_t batch, int32_t *inputs, int32_t *targets, int32_t *domains);
 int64_t loader_eval_batches(const Shard *s, int B, int T);
+/* For evaluating only n_batches of them: the same windows, but the n_batches*B windows are
+ * spread evenly over the whole shard (row j of the selection is window
+ * floor(j * n_windows / (n_batches*B))), so a partial evaluation still sees every part of
+ * the shard (every domain of an interleaved one) rather than its first documents. */
+int loader_eval_batch_spread(const Shard *s, int B, int T, int64_t batch, int64_t n_batches, int32_t *inputs,
+                             int32_t *targets, int32_t *domains);
 
 /* Data folder: meta.json + shards. token_bytes[v] is the byte length of token v (0 for specials),
- * used for bits per byte. */
+ * used for bits per byte. Tokenizer "bytes" implies it; "bpe" reads it from the folder's
+ * tokenizer.json (meta.json's "tokenizer_file"), which must have vocab_size tokens. */
 typedef struct {
     char tokenizer[32];
     int vocab_size;

@@ -8,7 +8,7 @@
 
 #define TOK_MAX_VOCAB (1 << 24)   /* ids must fit shards and a merge key half */
 #define TOK_CACHE_MAX_CHUNK 256   /* longer chunks are encoded without the cache */
-#define TOK_CACHE_MAX_ENTRIES (1u << 20)
+#define TOK_CACHE_MAX_ENTRIES (1u << 18) /* per Tokenizer: about 20 MB at most */
 
 /* Open-addressing map from a byte string to a u64 value; keys are copied into an arena.
  * Slot h == 0 means empty (real hashes are forced non-zero). */

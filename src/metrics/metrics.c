@@ -9,9 +9,9 @@
 
 #define F(name, full) {#name, offsetof(LayerMetrics, name), full}
 const MetricField METRIC_FIELDS[] = {
-    F(load_cv, 0),   F(maxvio, 0),           F(dead_frac, 0),         F(route_entropy, 0),
-    F(usage_entropy, 0), F(drop_frac, 0),    F(zero_expert_frac, 0),  F(experts_per_token, 0),
-    F(overlap, 1),   F(expert_sim, 1),       F(domain_mi, 1),
+    F(load_cv, 0),       F(maxvio, 0),    F(dead_frac, 0),        F(route_entropy, 0),
+    F(usage_entropy, 0), F(drop_frac, 0), F(zero_expert_frac, 0), F(experts_per_token, 0),
+    F(overlap, 1),       F(expert_sim, 1), F(domain_mi, 1),
 };
 #undef F
 const int N_METRIC_FIELDS = sizeof METRIC_FIELDS / sizeof METRIC_FIELDS[0];

@@ -11,7 +11,7 @@ const char *chart_color(int g) { return COLORS[g % 10]; }
 
 /* Shared look: light grid, axes on the left and bottom only. */
 static const char *STYLE = "set border 3 lc rgb '#555555'\nset tics nomirror textcolor rgb '#333333'\n"
-                           "set grid lc rgb '#e5e5e5' lw 1\nset key top right noopaque samplen 2.5 spacing 1.1\n";
+                           "set grid lc rgb '#e5e5e5' lw 1\nset key below horizontal noopaque samplen 2.5 width 1\n";
 
 /* Utilisation palette: dead (dark blue) .. fair share (pale yellow) .. overloaded (dark red). */
 static const char *UTIL_PALETTE = "set palette defined (0 '#313695', 0.5 '#74add1', 1 '#ffffbf', 1.5 '#f46d43', 2 '#a50026')\n"
@@ -77,6 +77,7 @@ static int line_chart(Plotter *p, const RunSet *s, int eval, const char *key, co
     double lo, hi;
     *svg = NULL;
     int n = run_lines(&data, &plot, s, eval, key, do_smooth, trim, &lo, &hi);
+    if (n > 0 && !(hi - lo > 1e-9 * (fabs(hi) + 1e-30)) && !trim && !eval) n = 0; /* constant: a flat line says nothing */
     if (n > 0) {
         str_add(&sc, STYLE);
         str_add(&sc, "set xlabel 'step'\nset ylabel ");
@@ -111,7 +112,7 @@ int chart_domain_bars(Plotter *p, const RunSet *s, const Table *t, char **svg) {
     str_add(&sc, STYLE);
     str_add(&sc, "set style data histogram\nset style histogram errorbars gap 1.5 lw 1\n"
                  "set style fill solid 0.85 border -1\nset boxwidth 0.9\nset ylabel 'val bits per byte'\n"
-                 "set xtics noenhanced\nset key outside right top\nset yrange [0:*]\n$D << EOD\n");
+                 "set yrange [0:*]\n$D << EOD\n");
     int rows = 0;
     for (int d = 0; d < s->n_domains; d++) {
         char key[128];
@@ -119,7 +120,9 @@ int chart_domain_bars(Plotter *p, const RunSet *s, const Table *t, char **svg) {
         int c = 0;
         while (c < t->n_cols && strcmp(t->cols[c].name, key) != 0) c++;
         if (c == t->n_cols) continue;
-        str_gp_quote(&sc, s->domains[d]);
+        str_add(&sc, "\"");
+        for (const char *c = s->domains[d]; *c; c++) str_add(&sc, *c == '"' || *c == '\\' ? "_" : (char[]){*c, 0});
+        str_add(&sc, "\"");
         for (int g = 0; g < s->n_groups; g++) {
             const Stat *st = &t->cell[(size_t)g * t->n_cols + c];
             str_printf(&sc, " %.6g %.6g", isfinite(st->mean) ? st->mean : 0.0, isfinite(st->sd) ? st->sd : 0.0);
@@ -134,7 +137,7 @@ int chart_domain_bars(Plotter *p, const RunSet *s, const Table *t, char **svg) {
         str_gp_quote(&sc, s->groups[g].label);
     }
     str_add(&sc, "\n");
-    if (rows) *svg = plot_svg(p, "Validation bits per byte by domain", 860, 380, sc.s);
+    if (rows) *svg = plot_svg(p, "Validation bits per byte by domain", 620, 350, sc.s);
     free(sc.s);
     return rows && !*svg ? -1 : 0;
 }
@@ -190,14 +193,37 @@ static void matrix_block(Str *b, const char *name, const double *m, int rows, in
     str_add(b, "EOD\n");
 }
 
-/* Panel placement in a multiplot grid: margins at screen coordinates, so every panel
- * lines up and the colour bar has its own strip on the right. */
-static void panel_margins(Str *b, int i, int rows, int cols, double left, double right, double top, double bottom) {
-    int r = i / cols, c = i % cols;
-    double w = (right - left) / cols, h = (top - bottom) / rows;
-    str_printf(b, "set lmargin at screen %.4f\nset rmargin at screen %.4f\n", left + c * w, left + (c + 1) * w - 0.05 * (cols > 1));
-    str_printf(b, "set tmargin at screen %.4f\nset bmargin at screen %.4f\n", top - r * h, top - (r + 1) * h + (rows > 1 ? 0.06 : 0));
+/* Pixel layout of a multiplot: rows x cols panels of pw x ph pixels, each with `title`
+ * pixels above it and `below` under it (tick labels), `left` pixels for the y labels, a
+ * strip of `bar` pixels on the right for the colour bar, `foot` pixels at the bottom. */
+typedef struct {
+    int rows, cols, pw, ph, title, below, left, bar, gap, foot;
+} Layout;
+
+static int layout_w(const Layout *l) { return l->left + l->cols * l->pw + (l->cols - 1) * l->gap + l->bar; }
+static int layout_h(const Layout *l) { return l->rows * (l->title + l->ph + l->below) + l->foot + 6; }
+
+/* Margins of panel i at screen coordinates, so every panel lines up. */
+static void layout_panel(Str *b, const Layout *l, int i) {
+    double W = layout_w(l), H = layout_h(l);
+    int r = i / l->cols, c = i % l->cols;
+    double x0 = l->left + c * (l->pw + l->gap), y0 = 6 + r * (l->title + l->ph + l->below) + l->title;
+    str_printf(b, "set lmargin at screen %.5f\nset rmargin at screen %.5f\n", x0 / W, (x0 + l->pw) / W);
+    str_printf(b, "set tmargin at screen %.5f\nset bmargin at screen %.5f\n", 1 - y0 / H, 1 - (y0 + l->ph) / H);
 }
+
+static void layout_colorbox(Str *b, const Layout *l, const char *label) {
+    double W = layout_w(l), H = layout_h(l);
+    double top = 6 + l->title, bottom = 6 + l->rows * (l->title + l->ph + l->below) - l->below;
+    if (bottom - top > 320) top = bottom - 320; /* a long bar reads worse, not better */
+    str_printf(b, "set colorbox user origin screen %.5f, screen %.5f size screen %.5f, screen %.5f\n",
+               (W - l->bar + 18) / W, 1 - bottom / H, 14 / W, (bottom - top) / H);
+    str_add(b, "set cblabel ");
+    str_gp_quote(b, label);
+    str_add(b, "\n");
+}
+
+static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 int chart_load_heatmap(Plotter *p, const Run *r, char **svg) {
     *svg = NULL;
@@ -214,6 +240,7 @@ int chart_load_heatmap(Plotter *p, const Run *r, char **svg) {
     int bins = n < 100 ? n : 100;
     double *u = ml_calloc((size_t)L * E * bins, sizeof(double)), *cnt = ml_calloc((size_t)L * bins, sizeof(double));
     double x0 = NAN, x1 = NAN;
+    const cJSON *names = NULL;
     for (int i = 0, k = 0; i < l->n_train; i++) {
         const cJSON *ls = layers_of(l->train[i]);
         const cJSON *load0 = ls ? cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ls, 0), "load") : NULL;
@@ -221,6 +248,7 @@ int chart_load_heatmap(Plotter *p, const Run *r, char **svg) {
         double step = json_scalar(l->train[i], "step");
         if (k == 0) x0 = step;
         x1 = step;
+        names = ls;
         int b = (int)((long)k * bins / n);
         for (int li = 0; li < L; li++) {
             const cJSON *load = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ls, li), "load");
@@ -233,12 +261,12 @@ int chart_load_heatmap(Plotter *p, const Run *r, char **svg) {
         }
         k++;
     }
+    Layout g = {L, 1, 700, clampi(14 * E, 56, 180), 8, 8, 80, 110, 0, 44};
     Str sc = {0};
-    double bw = (x1 - x0) / (bins > 1 ? bins - 1 : 1), top = 0.93, bottom = 60.0 / (70 + 120 * L);
+    double bw = (x1 - x0) / (bins > 1 ? bins - 1 : 1);
     str_add(&sc, UTIL_PALETTE);
     str_add(&sc, "set border lc rgb '#555555'\nset tics out nomirror\nunset key\nset multiplot\n");
-    str_printf(&sc, "set colorbox user origin screen 0.905, screen %.3f size screen 0.018, screen %.3f\n", bottom, top - bottom);
-    str_add(&sc, "set cblabel 'load / fair share'\n");
+    layout_colorbox(&sc, &g, "load / fair share");
     str_printf(&sc, "set xrange [%.6g:%.6g]\nset yrange [-0.5:%d.5]\nset ytics %d\n", x0 - bw / 2, x1 + bw / 2, E - 1, E > 8 ? 4 : 1);
     for (int li = 0; li < L; li++) {
         double *m = ml_malloc(sizeof(double) * (size_t)E * bins);
@@ -251,8 +279,8 @@ int chart_load_heatmap(Plotter *p, const Run *r, char **svg) {
         snprintf(name, sizeof name, "L%d", li);
         matrix_block(&sc, name, m, E, bins);
         free(m);
-        panel_margins(&sc, li, L, 1, 0.09, 0.88, top, bottom);
-        str_printf(&sc, "set ylabel \"layer %d\\nexpert\"\n", layer_number(cJSON_GetArrayItem(layers_of(l->train[l->n_train - 1]), li), li));
+        layout_panel(&sc, &g, li);
+        str_printf(&sc, "set ylabel \"layer %d\\nexpert\"\n", layer_number(cJSON_GetArrayItem(names, li), li));
         str_add(&sc, li == L - 1 ? "set format x '%g'\nset xlabel 'step'\n" : "set format x ''\nunset xlabel\n");
         if (li == 1) str_add(&sc, "unset colorbox\n");
         str_printf(&sc, "plot $%s matrix using (%.6g + $1 * %.6g):2:3 with image\n", name, x0, bw);
@@ -260,7 +288,7 @@ int chart_load_heatmap(Plotter *p, const Run *r, char **svg) {
     str_add(&sc, "unset multiplot\n");
     char title[256];
     snprintf(title, sizeof title, "Expert load over training: %s", l->name);
-    *svg = plot_svg(p, title, 860, 70 + 120 * L, sc.s);
+    *svg = plot_svg(p, title, layout_w(&g), layout_h(&g), sc.s);
     free(sc.s);
     free(u);
     free(cnt);
@@ -285,49 +313,47 @@ static const cJSON *matrix_layers(const Run *r, const char *key, const char **so
     return NULL;
 }
 
-/* Square-ish panels, one per layer, up to 4 in a row. */
-static void grid_of(int L, int *rows, int *cols) {
-    *cols = L < 4 ? L : 4;
-    *rows = (L + *cols - 1) / *cols;
-}
+/* Expert axis ticks: every expert up to 8, then every 4th. */
+static void expert_tics(Str *b, char axis, int E) { str_printf(b, "set %ctics %d\n", axis, E > 8 ? 4 : 1); }
 
 int chart_cooc(Plotter *p, const Run *r, char **svg) {
     *svg = NULL;
     const char *source = "";
     const cJSON *ls = matrix_layers(r, "cooc", &source);
     if (!ls) return 0;
-    int L = cJSON_GetArraySize(ls), rows, cols;
-    grid_of(L, &rows, &cols);
-    int W = 220 * cols + 140, H = 230 * rows + 40;
+    int L = cJSON_GetArraySize(ls);
+    const cJSON *first = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ls, 0), "cooc");
+    int E = cJSON_GetArraySize(first), side = clampi(50 * E, 220, 280), cols = L < 4 ? L : 4;
+    Layout g = {(L + cols - 1) / cols, cols, side, side, 28, 66, 40, 120, 46, 0};
     Str sc = {0};
     str_add(&sc, "set palette defined (0 '#ffffff', 0.5 '#9ecae1', 1 '#2171b5')\nset cbrange [0:*]\nunset key\n"
                  "set border lc rgb '#555555'\nset tics out nomirror\nset multiplot\n");
-    str_printf(&sc, "set colorbox user origin screen 0.905, screen 0.12 size screen 0.018, screen 0.76\n");
-    str_add(&sc, "set cblabel 'share of tokens choosing both'\n");
+    layout_colorbox(&sc, &g, "share choosing both");
     int drawn = 0;
     for (int li = 0; li < L; li++) {
         const cJSON *layer = cJSON_GetArrayItem(ls, li);
         double *m;
         int R, C;
-        if (!matrix_of(cJSON_GetObjectItemCaseSensitive(layer, "cooc"), &m, &R, &C) || R != C) continue;
+        if (!matrix_of(cJSON_GetObjectItemCaseSensitive(layer, "cooc"), &m, &R, &C) || R != C || R != E) continue;
         char name[16];
         snprintf(name, sizeof name, "C%d", li);
         matrix_block(&sc, name, m, R, C);
         free(m);
-        panel_margins(&sc, drawn, rows, cols, 0.06, 0.88, 0.92, 0.08);
-        str_printf(&sc, "set title 'layer %d' offset 0,-0.6\nset size ratio -1\n", layer_number(layer, li));
-        str_printf(&sc, "set xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\nset xtics %d\nset ytics %d\n", R - 1, R - 1, R > 8 ? 4 : 1, R > 8 ? 4 : 1);
+        layout_panel(&sc, &g, drawn);
+        str_printf(&sc, "set title 'layer %d'\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\n", layer_number(layer, li), R - 1, R - 1);
+        expert_tics(&sc, 'x', R);
+        expert_tics(&sc, 'y', R);
         str_add(&sc, "set xlabel 'expert'\n");
         if (drawn) str_add(&sc, "unset colorbox\n");
         str_printf(&sc, "plot $%s matrix with image", name);
-        if (R <= 8) str_printf(&sc, ", $%s matrix using 1:2:(sprintf('%%.2f', $3)) with labels font ',8' tc rgb '#222222'", name);
+        if (R <= 8) str_printf(&sc, ", $%s matrix using 1:2:(sprintf('%%.2f', $3)) with labels font ',10' tc rgb '#222222'", name);
         str_add(&sc, "\n");
         drawn++;
     }
     str_add(&sc, "unset multiplot\n");
     char title[300];
     snprintf(title, sizeof title, "Expert co-occurrence: %s (%s)", r->log.name, source);
-    if (drawn) *svg = plot_svg(p, title, W, H, sc.s);
+    if (drawn) *svg = plot_svg(p, title, layout_w(&g), layout_h(&g), sc.s);
     free(sc.s);
     return drawn && !*svg ? -1 : 0;
 }
@@ -338,27 +364,32 @@ int chart_domain_map(Plotter *p, const Run *r, char **svg) {
     const cJSON *ls = layers_of(an);
     int D = cJSON_IsArray(names) ? cJSON_GetArraySize(names) : 0;
     if (!ls || D < 2) return 0;
-    int L = cJSON_GetArraySize(ls), rows, cols;
-    grid_of(L, &rows, &cols);
-    if (cols > 2) cols = 2, rows = (L + 1) / 2;
+    int L = cJSON_GetArraySize(ls), longest = 4;
+    const cJSON *nm;
+    cJSON_ArrayForEach(nm, names) if (cJSON_IsString(nm) && (int)strlen(nm->valuestring) > longest) longest = (int)strlen(nm->valuestring);
+    const cJSON *dl = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ls, 0), "domain_load");
+    int E = cJSON_GetArraySize(cJSON_GetArrayItem(dl, 0)), cols = L < 2 ? L : 2;
+    Layout g = {(L + cols - 1) / cols, cols, clampi(36 * E, 180, 360), clampi(24 * D, 100, 420), 28, 66, 24 + 8 * clampi(longest, 4, 24),
+                110, 30, 0};
     Str sc = {0};
     str_add(&sc, UTIL_PALETTE);
     str_add(&sc, "unset key\nset border lc rgb '#555555'\nset tics out nomirror\nset multiplot\n");
-    str_add(&sc, "set colorbox user origin screen 0.905, screen 0.12 size screen 0.018, screen 0.76\n");
-    str_add(&sc, "set cblabel 'share of the domain / fair share'\nset ytics (");
+    layout_colorbox(&sc, &g, "x fair share");
+    Str yt = {0}; /* domain names as y tic labels, on the first panel of each row */
+    str_add(&yt, "set ytics (");
     for (int d = 0; d < D; d++) {
-        const cJSON *nm = cJSON_GetArrayItem(names, d);
-        str_add(&sc, d ? ", " : "");
-        str_gp_quote(&sc, cJSON_IsString(nm) ? nm->valuestring : "?");
-        str_printf(&sc, " %d", d);
+        nm = cJSON_GetArrayItem(names, d);
+        str_add(&yt, d ? ", " : "");
+        str_gp_quote(&yt, cJSON_IsString(nm) ? nm->valuestring : "?");
+        str_printf(&yt, " %d", d);
     }
-    str_add(&sc, ")\n");
+    str_add(&yt, ")\n");
     int drawn = 0;
     for (int li = 0; li < L; li++) {
         const cJSON *layer = cJSON_GetArrayItem(ls, li);
         double *m;
         int R, C;
-        if (!matrix_of(cJSON_GetObjectItemCaseSensitive(layer, "domain_load"), &m, &R, &C) || R != D) continue;
+        if (!matrix_of(cJSON_GetObjectItemCaseSensitive(layer, "domain_load"), &m, &R, &C) || R != D || C != E) continue;
         for (int d = 0; d < R; d++) {
             double tot = 0;
             for (int e = 0; e < C; e++) tot += m[(size_t)d * C + e];
@@ -368,10 +399,11 @@ int chart_domain_map(Plotter *p, const Run *r, char **svg) {
         snprintf(name, sizeof name, "D%d", li);
         matrix_block(&sc, name, m, R, C);
         free(m);
-        panel_margins(&sc, drawn, rows, cols, 0.16, 0.88, 0.92, 0.1);
-        str_printf(&sc, "set title 'layer %d' offset 0,-0.6\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\n", layer_number(layer, li),
-                   C - 1, R - 1);
-        str_printf(&sc, "set xtics %d\nset xlabel 'expert'\n", C > 8 ? 4 : 1);
+        layout_panel(&sc, &g, drawn);
+        str_printf(&sc, "set title 'layer %d'\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\n", layer_number(layer, li), C - 1, R - 1);
+        expert_tics(&sc, 'x', C);
+        str_add(&sc, "set xlabel 'expert'\n");
+        str_add(&sc, drawn % g.cols ? "unset ytics\n" : yt.s);
         if (drawn) str_add(&sc, "unset colorbox\n");
         str_printf(&sc, "plot $%s matrix with image\n", name);
         drawn++;
@@ -379,7 +411,8 @@ int chart_domain_map(Plotter *p, const Run *r, char **svg) {
     str_add(&sc, "unset multiplot\n");
     char title[300];
     snprintf(title, sizeof title, "Domain x expert specialisation: %s", r->log.name);
-    if (drawn) *svg = plot_svg(p, title, 860, (20 * D + 110) * rows + 40, sc.s);
+    if (drawn) *svg = plot_svg(p, title, layout_w(&g), layout_h(&g), sc.s);
     free(sc.s);
+    free(yt.s);
     return drawn && !*svg ? -1 : 0;
 }

@@ -37,7 +37,11 @@ static const char *CSS =
     "span.sd{color:var(--muted);font-size:12px}\n"
     "footer{color:var(--muted);font-size:12.5px;text-align:center;padding:20px}\n";
 
+/* max_w: 0 fills the column; -1 at most the chart's own width (matrices read badly blown up). */
 static void figure(Str *b, const char *kind, const char *caption, const char *svg, int max_w) {
+    static const char VB[] = "viewBox=\"0 0 ";
+    const char *vb = strstr(svg, VB);
+    if (max_w < 0) max_w = vb ? atoi(vb + strlen(VB)) + 26 : 0;
     str_printf(b, "<figure class=\"chart\" data-chart=\"%s\"%s", kind, max_w ? " style=\"max-width:" : "");
     if (max_w) str_printf(b, "%dpx\"", max_w);
     str_add(b, "><figcaption>");
@@ -77,6 +81,20 @@ static int best_group(const RunSet *s, const Table *t, int c) {
     return best;
 }
 
+/* A table cell: the mean, then the sd in a muted span. */
+static void stat_cell(Str *b, const Stat *st, const char *fmt, int best) {
+    char cell[96];
+    stat_format(st, fmt, cell, sizeof cell);
+    char *pm = strstr(cell, " ± ");
+    str_printf(b, "<td%s>", best ? " class=\"best\"" : "");
+    if (pm) {
+        *pm = 0;
+        str_printf(b, "%s<span class=\"sd\"> ± %s</span></td>", cell, pm + strlen(" ± "));
+    } else {
+        str_printf(b, "%s</td>", cell);
+    }
+}
+
 static void variant_cell(Str *b, const RunSet *s, int g) {
     str_printf(b, "<td class=\"t\"><span class=\"sw\" style=\"background:%s\"></span>", chart_color(g));
     str_html(b, s->groups[g].label);
@@ -96,8 +114,9 @@ static void html_table(Str *b, const RunSet *s, const Table *t, int sec, const c
     if (quality) str_add(b, "<th class=\"t\">router</th><th class=\"t\">flags</th><th>seeds</th>");
     for (int c = 0; c < t->n_cols; c++)
         if (t->cols[c].section == sec) {
+            const char *h = column_title(&t->cols[c]);
             str_add(b, "<th>");
-            str_html(b, column_title(&t->cols[c]));
+            str_html(b, sec == SEC_ANALYZE && strncmp(h, "analyze_", 8) == 0 ? h + 8 : h);
             str_add(b, "</th>");
         }
     if (quality) {
@@ -120,16 +139,11 @@ static void html_table(Str *b, const RunSet *s, const Table *t, int sec, const c
         }
         for (int c = 0; c < t->n_cols; c++) {
             if (t->cols[c].section != sec) continue;
-            char cell[96];
-            stat_format(&t->cell[(size_t)g * t->n_cols + c], t->cols[c].fmt, cell, sizeof cell);
             int best = (sec == SEC_QUALITY || sec == SEC_DOMAIN) && best_group(s, t, c) == g;
-            str_printf(b, "<td%s>%s</td>", best ? " class=\"best\"" : "", cell);
+            stat_cell(b, &t->cell[(size_t)g * t->n_cols + c], t->cols[c].fmt, best);
         }
-        if (quality) {
-            char d[96] = "baseline";
-            if (g) stat_format(&t->delta[g], "%+.4f", d, sizeof d);
-            str_printf(b, "<td>%s</td>", d);
-        }
+        if (quality && g) stat_cell(b, &t->delta[g], "%+.4f", 0);
+        else if (quality) str_add(b, "<td>baseline</td>");
         if (speed && tps >= 0) {
             double a = t->cell[(size_t)g * t->n_cols + tps].mean, z = t->cell[tps].mean;
             if (isfinite(a) && isfinite(z) && z > 0) str_printf(b, "<td>%.2fx</td>", a / z);
@@ -186,7 +200,7 @@ static int results_section(Str *b, const RunSet *s, const Table *t) {
     return 0;
 }
 
-static int curves_section(Str *b, const RunSet *s, Plotter *p, int *charts) {
+static int curves_section(Str *b, const RunSet *s, const Table *t, Plotter *p, int *charts) {
     char *svg;
     str_add(b, "<section id=\"curves\"><h2>Loss curves</h2>\n");
     note(b, "One line per run, coloured by variant; the first seed solid, the others dashed. Training loss is "
@@ -196,15 +210,19 @@ static int curves_section(Str *b, const RunSet *s, Plotter *p, int *charts) {
     if (svg) figure(b, "loss-train", "Training loss", svg, 0), (*charts)++;
     free(svg);
     if (chart_loss(p, s, 1, &svg)) return -1;
+    int have_val = svg != NULL;
     if (svg) figure(b, "loss-val", "Validation loss", svg, 0), (*charts)++;
     free(svg);
+    if (chart_domain_bars(p, s, t, &svg)) return -1;
+    if (svg) figure(b, "domain-bpb", "Validation bits per byte by domain", svg, 0), (*charts)++;
+    free(svg);
     str_add(b, "</div>\n");
-    if (!svg) note(b, "No evaluations in these logs yet.");
+    if (!have_val) note(b, "No evaluations in these logs yet.");
     str_add(b, "</section>\n");
     return 0;
 }
 
-static int routing_section(Str *b, const RunSet *s, const Table *t, Plotter *p, int *charts) {
+static int routing_section(Str *b, const RunSet *s, Plotter *p, int *charts) {
     static const struct {
         const char *key, *label;
     } M[] = {{"aux", "aux loss (1 = balanced)"},  {"load_cv", "load_cv (std/mean of expert load)"},
@@ -215,21 +233,13 @@ static int routing_section(Str *b, const RunSet *s, const Table *t, Plotter *p, 
     int n = 0;
     for (size_t i = 0; i < sizeof M / sizeof M[0]; i++) {
         char *svg;
-        if (chart_metric(p, s, M[i].key, M[i].label, &svg)) return -1;
+        if (chart_metric(p, s, M[i].key, M[i].key, &svg)) return -1;
         if (svg) figure(b, M[i].key, M[i].label, svg, 0), n++;
         free(svg);
     }
     str_add(b, "</div>\n");
     if (!n) note(b, "These logs hold no routing metrics.");
     *charts += n;
-    char *svg;
-    if (chart_domain_bars(p, s, t, &svg)) return -1;
-    if (svg) {
-        str_add(b, "<h3>Validation by domain</h3>\n");
-        figure(b, "domain-bpb", "Validation bits per byte by domain", svg, 0);
-        (*charts)++;
-    }
-    free(svg);
     str_add(b, "</section>\n");
     return 0;
 }
@@ -291,8 +301,8 @@ int report_html(const RunSet *s, const ReportOptions *o, Plotter *p, char **html
     table_build(s, 0, &t);
     header(&b, s, o);
     results_section(&b, s, &t);
-    if (rc == 0) rc = curves_section(&b, s, p, &charts);
-    if (rc == 0) rc = routing_section(&b, s, &t, p, &charts);
+    if (rc == 0) rc = curves_section(&b, s, &t, p, &charts);
+    if (rc == 0) rc = routing_section(&b, s, p, &charts);
     if (rc == 0)
         rc = per_run_section(&b, s, p, o, "load", "Expert load over training",
                              "Each expert's share of the routed tokens per logged step, as a multiple of the fair share "
@@ -304,13 +314,13 @@ int report_html(const RunSet *s, const ReportOptions *o, Plotter *p, char **html
                              "cooc[i][j]: the share of tokens that selected both experts i and j (the diagonal: the share that "
                              "selected i), per MoE layer.",
                              "No co-occurrence matrices: run moelab analyze on the checkpoints, or log evaluations with the routing metrics.",
-                             chart_cooc, 0, &charts);
+                             chart_cooc, -1, &charts);
     if (rc == 0)
         rc = per_run_section(&b, s, p, o, "domains", "Domain × expert specialisation",
                              "For each source domain of the validation text, the share of its routed (token, expert) pairs that "
                              "went to each expert, as a multiple of the fair share: a row far from 1 is a domain with experts of its own.",
                              "No domain x expert maps: they need moelab analyze output (analyze.json) on data with two or more domains.",
-                             chart_domain_map, 0, &charts);
+                             chart_domain_map, -1, &charts);
     if (rc == 0) {
         str_add(&b, "<section id=\"runs\"><h2>Runs</h2>\n");
         runs_table(&b, s);

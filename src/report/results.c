@@ -1,5 +1,6 @@
 #include "report/results.h"
 #include "core/util.h"
+#include "metrics/metrics.h"
 #include <ctype.h>
 #include <dirent.h>
 #include <math.h>
@@ -22,12 +23,19 @@ static void split_run_name(const char *name, char *label, int *seed) {
 }
 
 static int add_run(RunSet *s, const char *dir) {
+    struct stat st;
+    memset(&st, 0, sizeof st);
+    if (stat(dir, &st) == 0)
+        for (int i = 0; i < s->n_runs; i++)
+            if (s->runs[i].dev == (unsigned long)st.st_dev && s->runs[i].ino == (unsigned long)st.st_ino) return 0;
     RunLog log;
     if (runlog_load(&log, dir)) return -1;
     s->runs = ml_realloc(s->runs, sizeof *s->runs * (size_t)(s->n_runs + 1));
     Run *r = &s->runs[s->n_runs++];
     memset(r, 0, sizeof *r);
     r->log = log;
+    r->dev = (unsigned long)st.st_dev;
+    r->ino = (unsigned long)st.st_ino;
     split_run_name(log.name, r->label, &r->seed);
     double seed = runlog_cfg_num(&log, "seed"), steps = runlog_cfg_num(&log, "steps");
     if (isfinite(seed)) r->seed = (int)seed;
@@ -91,7 +99,7 @@ static int add_sweep(RunSet *s, const char *path) {
     }
     free(sp);
     g_sort_sweep = sweep;
-    qsort(names, (size_t)n, sizeof *names, sweep ? cmp_sweep_order : cmp_str);
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, sweep ? cmp_sweep_order : cmp_str);
     int rc = n ? 0 : ml_fail("%s holds no run folders (folders with a log.jsonl)", path);
     for (int i = 0; i < n; i++) {
         char *sub = path_join(path, names[i]);
@@ -152,7 +160,13 @@ static void group_flags(RunSet *s) {
         free(v0);
         for (int g = 0; g < s->n_groups && differ && !skip; g++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(s->runs[s->groups[g].runs[0]].log.config, k->string);
-            char *txt = v ? cJSON_PrintUnformatted(v) : ml_strdup("?");
+            char *txt;
+            if (cJSON_IsNumber(v)) { /* 0.01, not the float's 0.00999999978 */
+                txt = ml_malloc(32);
+                snprintf(txt, 32, "%.6g", v->valuedouble);
+            } else {
+                txt = v ? cJSON_PrintUnformatted(v) : ml_strdup("?");
+            }
             Group *gr = &s->groups[g];
             size_t n = strlen(gr->flags) + strlen(k->string) + strlen(txt) + 3;
             char *f = ml_malloc(n);
@@ -190,10 +204,9 @@ void runset_group(RunSet *s) {
 
 /* ------------------------------------------------------------------ the table */
 
-/* Routing metrics in the order DESIGN.md s4 lists them; what a log has of them is shown. */
-static const char *const METRICS[] = {"aux",        "z",           "load_cv",   "maxvio",           "dead_frac",
-                                      "route_entropy", "usage_entropy", "overlap", "expert_sim",     "domain_mi",
-                                      "drop_frac",  "zero_expert_frac", "experts_per_token", NULL};
+/* Routing metrics: the router losses, then the metrics of docs/metrics.md by their shared
+ * names (METRIC_FIELDS); what a log or analyze.json has of them is shown. */
+static const char *const ROUTER_LOSSES[] = {"aux", "z", NULL};
 /* Log keys that are not routing metrics (or are shown elsewhere). */
 static const char *const NOT_METRICS[] = {"step", "loss", "lr", "grad_norm", "tok_per_s", "router_share", "val_loss", "val_bpb", NULL};
 
@@ -230,23 +243,23 @@ static void candidate_columns(const RunSet *s, Table *t) {
     add_col(t, "val_loss_infer", "val_loss_infer", COL_FINAL, SEC_QUALITY, "%.4f");
     add_col(t, "val_bpb_infer", "val_bpb_infer", COL_FINAL, SEC_QUALITY, "%.4f");
     add_col(t, "loss", "train_loss", COL_FINAL, SEC_QUALITY, "%.4f");
-    for (int d = 0; d < s->n_domains; d++) {
-        char k[96];
-        snprintf(k, sizeof k, "val_bpb_%.80s", s->domains[d]);
-        add_col(t, k, k, COL_FINAL, SEC_DOMAIN, "%.4f");
-        snprintf(k, sizeof k, "val_loss_%.80s", s->domains[d]);
-        add_col(t, k, k, COL_FINAL, SEC_DOMAIN, "%.4f");
-    }
-    for (int i = 0; METRICS[i]; i++) add_col(t, METRICS[i], METRICS[i], COL_FINAL, SEC_ROUTING, "%.3f");
+    for (int pass = 0; pass < 2; pass++)
+        for (int d = 0; d < s->n_domains; d++) {
+            char k[96];
+            snprintf(k, sizeof k, "val_%s_%.80s", pass ? "loss" : "bpb", s->domains[d]);
+            add_col(t, k, k, COL_FINAL, SEC_DOMAIN, "%.4f");
+        }
+    for (int i = 0; ROUTER_LOSSES[i]; i++) add_col(t, ROUTER_LOSSES[i], ROUTER_LOSSES[i], COL_FINAL, SEC_ROUTING, "%.3f");
+    for (int i = 0; i < N_METRIC_FIELDS; i++) add_col(t, METRIC_FIELDS[i].name, METRIC_FIELDS[i].name, COL_FINAL, SEC_ROUTING, "%.3f");
     for (int i = 0; i < s->n_runs; i++) {
         const RunLog *l = &s->runs[i].log;
         add_other_metrics(t, l->n_train ? l->train[l->n_train - 1] : NULL);
         add_other_metrics(t, runlog_last_eval(l));
     }
-    for (int i = 0; METRICS[i]; i++) {
+    for (int i = 0; i < N_METRIC_FIELDS; i++) {
         char n[96];
-        snprintf(n, sizeof n, "analyze_%s", METRICS[i]);
-        add_col(t, METRICS[i], n, COL_ANALYZE, SEC_ANALYZE, "%.3f");
+        snprintf(n, sizeof n, "analyze_%s", METRIC_FIELDS[i].name);
+        add_col(t, METRIC_FIELDS[i].name, n, COL_ANALYZE, SEC_ANALYZE, "%.3f");
     }
     add_col(t, "tok_per_s", "tok_per_s", COL_MEDIAN, SEC_SPEED, "%.0f");
     add_col(t, "router_share", "router_share", COL_MEDIAN, SEC_SPEED, "%.3f");
@@ -296,8 +309,10 @@ static void paired_deltas(const RunSet *s, Table *t, int bpb_col) {
             if (!counts(t, s, &s->runs[ri])) continue;
             for (int j = 0; j < base->n_runs; j++) {
                 int bj = base->runs[j];
-                if (s->runs[bj].seed == s->runs[ri].seed && counts(t, s, &s->runs[bj]))
+                if (s->runs[bj].seed == s->runs[ri].seed && counts(t, s, &s->runs[bj])) {
                     d[n++] = t->val[(size_t)ri * t->n_cols + bpb_col] - t->val[(size_t)bj * t->n_cols + bpb_col];
+                    break; /* one partner per run, even if a folder was given twice */
+                }
             }
         }
         t->delta[g] = stat_of(d, n);

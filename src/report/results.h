@@ -13,6 +13,7 @@ typedef struct {
     char label[LABEL_MAX];
     int seed;     /* from config.json (-1 when unknown) */
     int finished; /* the checkpoint holds the config's last step */
+    unsigned long dev, ino; /* the folder's identity: a run given twice counts once */
 } Run;
 
 typedef struct {

@@ -35,8 +35,10 @@ char *flaglist_str(const FlagList *l) {
     for (int i = 0; i < l->n; i++) {
         if (i) strcat(s, " ");
         strcat(s, l->flag[i]);
-        strcat(s, " ");
-        strcat(s, l->value[i]);
+        if (l->value[i][0]) {
+            strcat(s, " ");
+            strcat(s, l->value[i]);
+        }
     }
     return s;
 }

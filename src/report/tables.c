@@ -23,7 +23,12 @@ const char *column_title(const Column *c) {
     };
     for (size_t i = 0; i < sizeof T / sizeof T[0]; i++)
         if (strcmp(T[i].name, c->name) == 0) return T[i].title;
-    if (c->section == SEC_DOMAIN) return c->name + 4; /* "bpb_<domain>", "loss_<domain>" */
+    if (c->section == SEC_DOMAIN) { /* "val_bpb_<domain>" -> "<domain> bpb" */
+        static char buf[128];
+        int bpb = strncmp(c->name, "val_bpb_", 8) == 0;
+        snprintf(buf, sizeof buf, "%s %s", c->name + (bpb ? 8 : 9), bpb ? "bpb" : "loss");
+        return buf;
+    }
     return c->name;
 }
 

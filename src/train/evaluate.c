@@ -7,7 +7,8 @@
 int evaluate(Model *m, const Shard *s, const DataMeta *meta, int B, int T, long max_batches, RouteMode mode, EvalResult *out) {
     long n = (long)loader_eval_batches(s, B, T);
     if (n == 0) return ml_fail("the split holds fewer than 2 tokens: nothing to evaluate");
-    if (max_batches > 0 && max_batches < n) n = max_batches;
+    int spread = max_batches > 0 && max_batches < n; /* a partial evaluation samples the whole split */
+    if (spread) n = max_batches;
     int *inp = ml_malloc((size_t)B * T * sizeof(int)), *tgt = ml_malloc((size_t)B * T * sizeof(int));
     int *dom = ml_malloc((size_t)B * T * sizeof(int));
     double nats = 0.0, bytes = 0.0;
@@ -16,7 +17,8 @@ int evaluate(Model *m, const Shard *s, const DataMeta *meta, int B, int T, long 
     double dnats[EVAL_MAX_DOMAINS] = {0};
     memset(out->domains, 0, sizeof out->domains);
     for (long b = 0; b < n; b++) {
-        loader_eval_batch(s, B, T, b, inp, tgt, dom);
+        if (spread) loader_eval_batch_spread(s, B, T, b, n, inp, tgt, dom);
+        else loader_eval_batch(s, B, T, b, inp, tgt, dom);
         model_forward(m, inp, tgt, B, T, mode);
         for (int i = 0; i < B * T; i++) {
             if (tgt[i] < 0) continue;

@@ -26,7 +26,8 @@ typedef struct {
  * (letters, digits, '-', '_', '.'; prepare only makes such names). */
 int eval_domain_name_ok(const char *name);
 
-/* Evaluates on up to max_batches consecutive validation batches of B x T (0: the whole shard). */
+/* Evaluates on max_batches validation batches of B x T (0: the whole shard); fewer than
+ * the shard holds are windows spread evenly over it (loader_eval_batch_spread). */
 int evaluate(Model *m, const Shard *s, const DataMeta *meta, int B, int T, long max_batches, RouteMode mode, EvalResult *out);
 
 #endif

@@ -27,30 +27,30 @@ if [ ! -x "$M" ]; then
     echo "FAIL analyze_binary: $M is not built"
     exit 1
 fi
-TINY=(--layers 2 --d-model 32 --heads 2 --seq-len 32 --batch 4 --experts 4 --topk 2 --d-expert 32 --threads 2 --quiet)
+TINY=(--layers 2 --d-model 32 --heads 2 --seq-len 32 --batch 4 --experts 4 --topk 2 --d-expert 32 --threads 1 --quiet)
 CHEAP="load_cv maxvio dead_frac route_entropy usage_entropy drop_frac"
 EXPENSIVE="overlap expert_sim domain_mi"
 
 # ------------------------------------------------------------------ data: two domains
 
 words=(the router sends each token to its top experts while the load stays balanced across every layer)
-for i in $(seq 1 1500); do
-    printf 'The %s %s %s, and %s the %s.\n' "${words[i % 15]}" "${words[(i * 7) % 15]}" "${words[(i * 3) % 15]}" \
-        "${words[(i * 11) % 15]}" "${words[(i * 13) % 15]}"
+for i in $(seq 1 900); do
+    printf 'The %s %s %s, and %s the %s in line %d.\n' "${words[i % 15]}" "${words[(i * 7) % 15]}" "${words[(i * 3) % 15]}" \
+        "${words[(i * 11) % 15]}" "${words[(i * 13) % 15]}" "$i"
     if ((i % 40 == 0)); then printf '\n'; fi
 done >"$T/prose.txt"
-for i in $(seq 1 1500); do
+for i in $(seq 1 900); do
     printf '%d + %d = %d; x[%d] = {%d};\n' $((i * 7919 % 10000)) $((i * 31 % 977)) $((i * i % 10007)) $((i % 64)) $((i * 3))
     if ((i % 40 == 0)); then printf '\n'; fi
 done >"$T/code.txt"
 printf '{"name":"t","domains":[{"name":"prose","files":["prose.txt"],"split":"paragraphs","min_doc_bytes":2048},{"name":"code","files":["code.txt"],"split":"paragraphs","min_doc_bytes":2048}]}\n' >"$T/corpus.json"
 D="$T/data"
 DOMAINS=2
-if ! "$M" prepare --out "$D" --manifest "$T/corpus.json" --val-frac 0.25 --quiet >"$T/out" 2>"$T/err"; then
+if ! "$M" prepare --out "$D" --manifest "$T/corpus.json" --val-frac 0.15 --quiet >"$T/out" 2>"$T/err"; then
     # Without manifest support, one domain: domain_mi is then null by definition.
     DOMAINS=1
     cat "$T/prose.txt" "$T/code.txt" >"$T/all.txt"
-    if ! "$M" prepare --out "$D" --val-frac 0.25 "$T/all.txt" >"$T/out" 2>"$T/err"; then
+    if ! "$M" prepare --out "$D" --val-frac 0.15 "$T/all.txt" >"$T/out" 2>"$T/err"; then
         echo "FAIL analyze_setup_prepare: $(cat "$T/err")"
         exit 1
     fi
@@ -117,7 +117,7 @@ test_log_eval_metrics() {
 
 test_analyze_json() {
     local k bad=""
-    if ! "$M" analyze "$R" --data "$D" --out "$T/a.json" --threads 2 >"$T/out" 2>"$T/err"; then
+    if ! "$M" analyze "$R" --data "$D" --out "$T/a.json" --threads 1 >"$T/out" 2>"$T/err"; then
         fail analyze_json "exit non-zero: $(head -c 400 "$T/err")"
         return
     fi
@@ -155,13 +155,13 @@ EOF
 
 # JSON on stdout without --out; other splits and limits; same result when run again.
 test_analyze_stdout() {
-    if ! "$M" analyze "$R" --data "$D" --split train --batches 3 --threads 2 >"$T/s1.json" 2>"$T/err"; then
+    if ! "$M" analyze "$R" --data "$D" --split train --batches 3 --threads 1 >"$T/s1.json" 2>"$T/err"; then
         fail analyze_stdout "exit non-zero: $(head -c 400 "$T/err")"
         return
     fi
-    "$M" analyze "$R" --data "$D" --split train --batches 3 --threads 2 >"$T/s2.json" 2>/dev/null
-    if ! grep -q '"split":"train"' "$T/s1.json" || ! grep -q '"batches":3,"tokens":384,' "$T/s1.json"; then
-        fail analyze_stdout "train split, 3 batches of 4 x 32 not reported: $(head -c 300 "$T/s1.json")"
+    "$M" analyze "$R" --data "$D" --split train --batches 3 --threads 1 >"$T/s2.json" 2>/dev/null
+    if ! grep -q '"split":"train"' "$T/s1.json" || ! grep -q '"batches":3,"tokens":768,' "$T/s1.json"; then
+        fail analyze_stdout "train split, 3 batches of 8 x 32 not reported: $(head -c 300 "$T/s1.json")"
     elif [ "$(sed 's/"router_share":[^,]*//' "$T/s1.json")" != "$(sed 's/"router_share":[^,]*//' "$T/s2.json")" ]; then
         fail analyze_stdout "two identical runs differ"
     elif have_py && ! "$PY" -c 'import json,sys; json.load(open(sys.argv[1]))' "$T/s1.json" 2>"$T/py"; then

@@ -89,4 +89,22 @@ grep -q "^moelab prepare: --out" "$T/stderr" || ok=0
 grep -q "unknown option" "$T/stderr" || ok=0
 if [ $ok = 1 ]; then pass prepare_bad_flags; else fail prepare_bad_flags "$(cat "$T/stderr")"; fi
 
+# Plain files with --vocab: a BPE tokenizer trained on them, written beside the shards.
+if "$M" prepare --out "$T/bpe" --vocab 300 --quiet "$T/text.txt" >"$T/stdout" 2>"$T/stderr" &&
+    [ -s "$T/bpe/tokenizer.json" ] && grep -q '"tokenizer":[[:space:]]*"bpe"' "$T/bpe/meta.json" &&
+    grep -q "tokenizer: bpe, vocab 300" "$T/stdout" && grep -qE '^default ' "$T/stdout"; then
+    pass prepare_plain_bpe
+else
+    fail prepare_plain_bpe "$(cat "$T/stdout" "$T/stderr")"
+fi
+
+# Flags that contradict each other are usage errors.
+ok=1
+"$M" prepare --out "$T/y" --vocab 300 --tokenizer "$T/bpe/tokenizer.json" "$T/text.txt" >/dev/null 2>"$T/stderr" && ok=0
+grep -q "either --vocab or --tokenizer" "$T/stderr" || ok=0
+"$M" prepare --out "$T/y" --cap-bytes-per-domain -5 "$T/text.txt" >/dev/null 2>"$T/stderr" && ok=0
+grep -q "cap-bytes-per-domain" "$T/stderr" || ok=0
+[ -e "$T/y" ] && ok=0
+if [ $ok = 1 ]; then pass prepare_conflicting_flags; else fail prepare_conflicting_flags "$(cat "$T/stderr")"; fi
+
 [ $fails -eq 0 ]
