@@ -91,7 +91,7 @@ int cmd_eval(int argc, char **argv) {
     if (rc == 0 && s.vocab_size != m.cfg.vocab_size)
         rc = ml_fail("%s has vocab %d but the model has %d", path, s.vocab_size, m.cfg.vocab_size);
     EvalResult ev;
-    if (rc == 0) rc = evaluate(&m, &s, &meta, batch, m.cfg.seq_len, batches, strcmp(mode_s, "infer") ? ROUTE_EVAL : ROUTE_INFER, &ev);
+    if (rc == 0) rc = evaluate(&m, &s, &meta, batch, m.cfg.seq_len, batches, strcmp(mode_s, "infer") ? ROUTE_EVAL : ROUTE_INFER, &ev, NULL, NULL);
     if (rc == 0) {
         if (json) print_json(split, mode_s, &ev);
         else print_text(split, mode_s, &ev);

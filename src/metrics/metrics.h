@@ -97,6 +97,10 @@ void metrics_probe(Metrics *mt, const Model *m, const int32_t *domains);
 void metrics_probe_flush(Metrics *mt, const Model *m);
 void metrics_finish(Metrics *mt);
 
+/* The evaluation hook (EvalBatchFn, ctx = Metrics*): adds one batch's routing and probes.
+ * After the last batch, metrics_eval_done flushes the probe and finishes the sums. */
+void metrics_eval_batch(void *ctx, Model *m, const int *targets, const int *domains, double forward_seconds);
+void metrics_eval_done(Metrics *mt, const Model *m);
 /* The whole loop over a split: up to max_batches (0: all) consecutive batches of
  * B x T from s, forward with `mode`, metrics_add and, when full, metrics_probe.
  * Resets mt first and finishes it. Returns -1 (ml_fail) on an empty split. */

@@ -3,6 +3,7 @@
 #include "core/ops.h"
 #include "core/util.h"
 #include "metrics/metrics.h"
+#include "train/evaluate.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,27 +94,23 @@ void metrics_probe(Metrics *mt, const Model *m, const int32_t *domains) {
     free(idx);
 }
 
-int metrics_collect(Metrics *mt, Model *m, const Shard *s, int B, int T, long max_batches, RouteMode mode) {
-    long n = (long)loader_eval_batches(s, B, T);
-    if (n == 0) return ml_fail("the split holds fewer than 2 tokens: nothing to analyse");
-    if (max_batches > 0 && max_batches < n) n = max_batches;
-    size_t BT = (size_t)B * T;
-    int32_t *inp = ml_malloc(BT * sizeof(int32_t)), *tgt = ml_malloc(BT * sizeof(int32_t));
-    int32_t *dom = ml_malloc(BT * sizeof(int32_t));
-    metrics_reset(mt);
-    for (long b = 0; b < n; b++) {
-        loader_eval_batch(s, B, T, b, inp, tgt, dom);
-        double t0 = ml_now();
-        model_forward(m, inp, NULL, B, T, mode);
-        mt->seconds += ml_now() - t0;
-        mt->router_seconds += m->router_seconds;
-        metrics_add(mt, m, dom);
-        metrics_probe(mt, m, dom);
-    }
+void metrics_eval_batch(void *ctx, Model *m, const int *targets, const int *domains, double forward_seconds) {
+    Metrics *mt = ctx;
+    (void)targets;
+    mt->seconds += forward_seconds;
+    mt->router_seconds += m->router_seconds;
+    metrics_add(mt, m, domains);
+    metrics_probe(mt, m, domains);
+}
+
+void metrics_eval_done(Metrics *mt, const Model *m) {
     metrics_probe_flush(mt, m);
     metrics_finish(mt);
-    free(inp);
-    free(tgt);
-    free(dom);
+}
+
+int metrics_collect(Metrics *mt, Model *m, const Shard *s, int B, int T, long max_batches, RouteMode mode) {
+    metrics_reset(mt);
+    if (eval_each_batch(m, s, B, T, max_batches, mode, 0, metrics_eval_batch, mt)) return -1;
+    metrics_eval_done(mt, m);
     return 0;
 }

@@ -26,8 +26,19 @@ typedef struct {
  * (letters, digits, '-', '_', '.'; prepare only makes such names). */
 int eval_domain_name_ok(const char *name);
 
-/* Evaluates on max_batches validation batches of B x T (0: the whole shard); fewer than
- * the shard holds are windows spread evenly over it (loader_eval_batch_spread). */
-int evaluate(Model *m, const Shard *s, const DataMeta *meta, int B, int T, long max_batches, RouteMode mode, EvalResult *out);
+/* Called after the forward of each evaluation batch: targets and domains are [B*T]
+ * (padding has target -1), the activations of the batch are in m->acts. */
+typedef void (*EvalBatchFn)(void *ctx, Model *m, const int *targets, const int *domains, double forward_seconds);
+
+/* The one loop over evaluation batches: max_batches batches of B x T (0: the whole shard);
+ * fewer than the shard holds are windows spread evenly over it (loader_eval_batch_spread).
+ * with_loss = 0 runs the forward without targets. */
+int eval_each_batch(Model *m, const Shard *s, int B, int T, long max_batches, RouteMode mode, int with_loss,
+                    EvalBatchFn fn, void *ctx);
+
+/* Loss and bits per byte, overall and per domain. `also` (may be NULL) sees every batch
+ * too, so routing metrics come from the same forward passes. */
+int evaluate(Model *m, const Shard *s, const DataMeta *meta, int B, int T, long max_batches, RouteMode mode,
+             EvalResult *out, EvalBatchFn also, void *also_ctx);
 
 #endif

@@ -107,11 +107,12 @@ static void log_eval(Run *r, long step, const EvalResult *ev, const EvalResult *
 
 static int run_eval(Run *r, long step, int quiet) {
     EvalResult ev;
-    if (evaluate(&r->model, &r->val, &r->meta, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches, ROUTE_EVAL, &ev)) return -1;
-    /* The expensive routing metrics, on the same validation batches (a second, loss-free pass). */
+    /* The expensive routing metrics come from the same validation forward passes. */
     Metrics mt;
     metrics_init(&mt, &r->model.cfg, r->val.n_domains, METRICS_FULL);
-    int rc = mt.n_moe ? metrics_collect(&mt, &r->model, &r->val, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches, ROUTE_EVAL) : 0;
+    int rc = evaluate(&r->model, &r->val, &r->meta, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches, ROUTE_EVAL,
+                      &ev, mt.n_moe ? metrics_eval_batch : NULL, &mt);
+    if (rc == 0 && mt.n_moe) metrics_eval_done(&mt, &r->model);
     if (rc == 0) log_eval(r, step, &ev, NULL, mt.n_moe ? &mt : NULL);
     metrics_free(&mt);
     if (rc) return -1;
