@@ -43,18 +43,6 @@ static int err(const char *msg) {
     return 1;
 }
 
-/* Accepts "--flag VALUE" and "--flag=VALUE"; returns the value or NULL if absent. */
-static const char *flag_value(int argc, char **argv, int *i, const char *flag, int *missing) {
-    size_t n = strlen(flag);
-    if (strncmp(argv[*i], flag, n) != 0) return NULL;
-    if (argv[*i][n] == '=') return argv[*i] + n + 1;
-    if (argv[*i][n] != 0) return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
-}
 
 static int parse_frac(const char *s, double *out) {
     char *end;
@@ -134,31 +122,31 @@ int cmd_prepare(int argc, char **argv) {
             return 0;
         } else if (strcmp(a, "--quiet") == 0) {
             quiet = 1;
-        } else if ((v = flag_value(argc, argv, &i, "--out", &missing))) {
+        } else if ((v = cli_flag_value(argc, argv, &i, "--out", &missing))) {
             o.out_dir = v;
-        } else if ((v = flag_value(argc, argv, &i, "--manifest", &missing))) {
+        } else if ((v = cli_flag_value(argc, argv, &i, "--manifest", &missing))) {
             o.manifest = v;
-        } else if ((v = flag_value(argc, argv, &i, "--tokenizer", &missing))) {
+        } else if ((v = cli_flag_value(argc, argv, &i, "--tokenizer", &missing))) {
             o.tokenizer = v;
-        } else if ((v = flag_value(argc, argv, &i, "--vocab", &missing))) {
+        } else if ((v = cli_flag_value(argc, argv, &i, "--vocab", &missing))) {
             if (parse_int(v, 1, &x) || x > (1 << 24)) {
                 snprintf(msg, sizeof msg, "--vocab must be a positive integer, got '%s'", v);
                 rc = err(msg);
             }
             o.vocab = (int)x;
-        } else if ((v = flag_value(argc, argv, &i, "--cap-bytes-per-domain", &missing))) {
+        } else if ((v = cli_flag_value(argc, argv, &i, "--cap-bytes-per-domain", &missing))) {
             if (parse_int(v, 0, &x)) {
                 snprintf(msg, sizeof msg, "--cap-bytes-per-domain must be a non-negative integer, got '%s'", v);
                 rc = err(msg);
             }
             o.cap_set = 1;
             o.cap_bytes = x;
-        } else if ((v = flag_value(argc, argv, &i, "--val-frac", &missing))) {
+        } else if ((v = cli_flag_value(argc, argv, &i, "--val-frac", &missing))) {
             if (parse_frac(v, &o.val_frac)) {
                 snprintf(msg, sizeof msg, "--val-frac must be a number in (0, 1), got '%s'", v);
                 rc = err(msg);
             }
-        } else if ((v = flag_value(argc, argv, &i, "--seed", &missing))) {
+        } else if ((v = cli_flag_value(argc, argv, &i, "--seed", &missing))) {
             if (parse_u64(v, &o.seed)) {
                 snprintf(msg, sizeof msg, "--seed must be a non-negative integer, got '%s'", v);
                 rc = err(msg);

@@ -42,18 +42,6 @@ static int err(const char *msg) {
     return 1;
 }
 
-/* Accepts "--flag VALUE" and "--flag=VALUE"; returns the value or NULL if absent. */
-static const char *flag_value(int argc, char **argv, int *i, const char *flag, int *missing) {
-    size_t n = strlen(flag);
-    if (strncmp(argv[*i], flag, n) != 0) return NULL;
-    if (argv[*i][n] == '=') return argv[*i] + n + 1;
-    if (argv[*i][n] != 0) return NULL;
-    if (*i + 1 >= argc) {
-        *missing = 1;
-        return NULL;
-    }
-    return argv[++*i];
-}
 
 static int parse_i64(const char *s, long long lo, long long hi, long long *out) {
     char *end;
@@ -87,15 +75,15 @@ static int parse_args(int argc, char **argv, Args *a) {
         else if (strcmp(f, "--quiet") == 0) a->quiet = 1;
         else if (strcmp(f, "--eot") == 0) a->eot = 1;
         else if (strcmp(f, "--keep-special") == 0) a->keep_special = 1;
-        else if ((v = flag_value(argc, argv, &i, "--out", &missing))) a->out = v;
-        else if ((v = flag_value(argc, argv, &i, "--tokenizer", &missing))) a->tok_path = v;
-        else if ((v = flag_value(argc, argv, &i, "--vocab", &missing))) {
+        else if ((v = cli_flag_value(argc, argv, &i, "--out", &missing))) a->out = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--tokenizer", &missing))) a->tok_path = v;
+        else if ((v = cli_flag_value(argc, argv, &i, "--vocab", &missing))) {
             if (parse_i64(v, 1, 1 << 24, &a->vocab) || a->vocab < TOK_MIN_VOCAB) {
                 snprintf(msg, sizeof msg, "--vocab must be an integer in [%d, %d] (256 bytes + end-of-text + merges), got '%s'",
                          TOK_MIN_VOCAB, 1 << 24, v);
                 return err(msg);
             }
-        } else if ((v = flag_value(argc, argv, &i, "--max-bytes", &missing))) {
+        } else if ((v = cli_flag_value(argc, argv, &i, "--max-bytes", &missing))) {
             if (parse_i64(v, 1, (long long)1 << 50, &a->max_bytes)) {
                 snprintf(msg, sizeof msg, "--max-bytes must be a positive integer, got '%s'", v);
                 return err(msg);

@@ -15,5 +15,9 @@ int cmd_report(int argc, char **argv);
 
 /* Shared flag helper: true when argv[i] is -h or --help. */
 int cli_is_help(const char *arg);
+/* Matches argv[*i] against "--flag VALUE" or "--flag=VALUE": returns the value (advancing
+ * *i past a separate value) or NULL when argv[*i] is another flag; sets *missing when
+ * the flag is last with no value. */
+const char *cli_flag_value(int argc, char **argv, int *i, const char *flag, int *missing);
 
 #endif
