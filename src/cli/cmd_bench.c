@@ -7,18 +7,22 @@
 #include "train/trainer.h"
 #include <cblas.h>
 #include <limits.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 static void usage(void) {
-    printf("usage: moelab bench [--threads N] [--steps S] [--warmup-steps W] [--no-mirror] [--python PATH] [--json FILE]\n\n"
+    printf("usage: moelab bench [--threads N] [--steps S] [--warmup-steps W] [--no-mirror] [--python PATH] [--json FILE]\n"
+           "       moelab bench --thread-split [--steps S] [--warmup-steps W]\n\n"
            "Trains the benchmark config (d_model 256, 4 layers, 4 heads, 8 experts, top-2, d_expert 512,\n"
            "seq 256, batch 16, byte vocab) on random tokens in moelab and in the PyTorch mirror\n"
            "(tests/mirror/bench_mirror.py, run with Debian's /usr/bin/python3), with the same thread count.\n"
            "Prints median tokens/s of both, their ratio, and MFU = FLOPs/s / measured cblas_sgemm peak,\n"
-           "with FLOPs/token = 6 x active parameters + 6 x layers x d_model x seq_len (causal attention).\n");
+           "with FLOPs/token = 6 x active parameters + 6 x layers x d_model x seq_len (causal attention).\n"
+           "--thread-split times moelab alone with every split of the cores between OpenMP loops and\n"
+           "the BLAS (both N, OpenMP 1 + BLAS N, OpenMP N + BLAS 1): --threads N uses both N.\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -135,8 +139,28 @@ static double bench_mirror(const char *python, int threads, int steps, int warm)
     return tps;
 }
 
+/* OpenBLAS's OpenMP build sets the OpenMP count too, so the BLAS count goes first. */
+static void set_split(int omp, int blas) {
+    openblas_set_num_threads(blas);
+    omp_set_num_threads(omp);
+}
+
+static int thread_split(int steps, int warm) {
+    int n = omp_get_num_procs();
+    int splits[3][2] = {{n, n}, {1, n}, {n, 1}};
+    printf("%-10s %-10s %12s\n", "openmp", "blas", "tok/s");
+    for (int i = 0; i < 3; i++) {
+        set_split(splits[i][0], splits[i][1]);
+        MoelabResult r;
+        if (bench_moelab(steps, warm, &r)) return -1;
+        printf("%-10d %-10d %12.0f\n", splits[i][0], splits[i][1], r.tok_per_s);
+        fflush(stdout);
+    }
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
-    int threads = 0, steps = 10, warm = 2, mirror = 1;
+    int threads = 0, steps = 10, warm = 2, mirror = 1, split = 0;
     const char *python = "/usr/bin/python3", *json = NULL;
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -145,6 +169,7 @@ int cmd_bench(int argc, char **argv) {
             return 0;
         }
         if (strcmp(f, "--no-mirror") == 0) mirror = 0;
+        else if (strcmp(f, "--thread-split") == 0) split = 1;
         else if (strcmp(f, "--threads") == 0 && v) threads = atoi(argv[++i]);
         else if (strcmp(f, "--steps") == 0 && v) steps = atoi(argv[++i]);
         else if (strcmp(f, "--warmup-steps") == 0 && v) warm = atoi(argv[++i]);
@@ -157,6 +182,11 @@ int cmd_bench(int argc, char **argv) {
     }
     if (steps < 1 || warm < 0 || threads < 0) {
         fprintf(stderr, "moelab bench: --steps must be >= 1, --warmup-steps and --threads >= 0\n");
+        return 1;
+    }
+    if (split) {
+        if (thread_split(steps, warm) == 0) return 0;
+        fprintf(stderr, "moelab bench: %s\n", ml_last_error());
         return 1;
     }
     threads = set_threads(threads);
