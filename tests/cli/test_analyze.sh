@@ -7,26 +7,10 @@
 #
 # JSON is checked with Debian's python3 when it is there (PYTHON), else by grep only.
 # Prints PASS/FAIL (and SKIP) lines. Run as: BUILD=build bash tests/cli/test_analyze.sh
-set -u
-cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-M="$BUILD/moelab"
+. "$(dirname "$0")/../cli_common.sh"
+require_binary analyze_binary
 PY=${PYTHON:-/usr/bin/python3}
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass() { echo "PASS $1"; }
-fail() {
-    echo "FAIL $1: $2"
-    fails=$((fails + 1))
-}
-skip() { echo "SKIP $1: $2 -- NOT TESTED"; }
 have_py() { [ -x "$PY" ] && "$PY" -c 'import json' 2>/dev/null; }
-
-if [ ! -x "$M" ]; then
-    echo "FAIL analyze_binary: $M is not built"
-    exit 1
-fi
 TINY=(--layers 2 --d-model 32 --heads 2 --seq-len 32 --batch 4 --experts 4 --topk 2 --d-expert 32 --threads 1 --quiet)
 CHEAP="load_cv maxvio dead_frac route_entropy usage_entropy drop_frac"
 EXPENSIVE="overlap expert_sim domain_mi"

@@ -9,39 +9,16 @@
 # folder. Prints PASS/FAIL lines (and SKIP lines for cases that cannot run here); exits
 # non-zero when anything failed. Run as: BUILD=build bash tests/cli/test_cli.sh
 # (CLI_TEST_VERBOSE=1 also shows the stderr of every expected failure.)
-set -u
-cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-M="$BUILD/moelab"
-T=$(mktemp -d)
+. "$(dirname "$0")/../cli_common.sh"
+require_binary cli_binary
 IO=$(mktemp -d) # stdout/stderr of each command, kept apart from the folders the tests compare
-cleanup() {
-    chmod -R u+rwX "$T" 2>/dev/null
-    rm -rf "$T" "$IO"
-}
-trap cleanup EXIT
-fails=0
-pass() { echo "PASS $1"; }
-fail() {
-    echo "FAIL $1: $2"
-    fails=$((fails + 1))
-}
-skip() { echo "SKIP $1: $2 -- NOT TESTED"; }
-
-if [ ! -x "$M" ]; then
-    echo "FAIL cli_binary: $M is not built"
-    exit 1
-fi
+trap 'chmod -R u+rwX "$T" 2>/dev/null; rm -rf "$T" "$IO"' EXIT
 # A private copy, so a rebuild of the tree while the tests run cannot pull it away.
 if ! { mkdir -p "$IO/bin" && cp "$M" "$IO/bin/moelab"; }; then
     echo "FAIL cli_binary: cannot copy $M"
     exit 1
 fi
 M="$IO/bin/moelab"
-
-# Threads that sleep rather than spin at barriers: results are the same, and the runs
-# stay quick when the machine is busy with other work (2 threads on 2 loaded cores).
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 # Tiny models so the whole file runs in seconds on two cores.
 TINY=(--layers 2 --d-model 32 --heads 2 --seq-len 32 --batch 4 --experts 4 --topk 2 --d-expert 32 --threads 2 --quiet)

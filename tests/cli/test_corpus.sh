@@ -6,24 +6,8 @@
 # too small): a clear message, a non-zero exit that is not a signal, nothing written.
 # The real debian-mix corpus is built only when its packages are installed (else a
 # SKIP line). Prints PASS/FAIL/SKIP lines; run as: BUILD=build bash tests/cli/test_corpus.sh
-set -u
-cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-M="$BUILD/moelab"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass() { echo "PASS $1"; }
-fail() {
-    echo "FAIL $1: $2"
-    fails=$((fails + 1))
-}
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-
-if [ ! -x "$M" ]; then
-    echo "FAIL corpus_binary: $M is not built"
-    exit 1
-fi
+. "$(dirname "$0")/../cli_common.sh"
+require_binary corpus_binary
 mkdir -p "$T/bin" && cp "$M" "$T/bin/moelab" && M="$T/bin/moelab"
 
 run() {

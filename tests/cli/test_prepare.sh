@@ -1,18 +1,7 @@
 #!/usr/bin/env bash
 # CLI tests for `moelab prepare`. Prints PASS/FAIL lines; exits non-zero on any failure.
-set -u
-BUILD=${BUILD:-build}
-M="$BUILD/moelab"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; fails=$((fails + 1)); }
-
-if [ ! -x "$M" ]; then
-    echo "FAIL prepare_cli_binary: $M not built"
-    exit 1
-fi
+. "$(dirname "$0")/../cli_common.sh"
+require_binary prepare_cli_binary
 
 # A text of many blank-line separated paragraphs (about 40 KB, so several documents).
 for i in $(seq 1 500); do

@@ -1,20 +1,9 @@
 #!/usr/bin/env bash
 # CLI tests for `moelab tokenizer` (train, encode, decode, info) and `moelab sample
 # --tokenizer`'s argument checks. Prints PASS/FAIL lines; exits non-zero on any failure.
-set -u
-BUILD=${BUILD:-build}
+. "$(dirname "$0")/../cli_common.sh"
+require_binary tokenizer_cli_binary
 PYTHON=${PYTHON:-/usr/bin/python3}
-M="$BUILD/moelab"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; fails=$((fails + 1)); }
-
-if [ ! -x "$M" ]; then
-    echo "FAIL tokenizer_cli_binary: $M not built"
-    exit 1
-fi
 
 # Text to learn from: varied English-like lines (about 150 KB).
 for i in $(seq 1 1500); do
