@@ -214,8 +214,9 @@ int cmd_bench(int argc, char **argv) {
             fprintf(stderr, "moelab bench: cannot write %s\n", json);
             return 1;
         }
-        fprintf(f, "{\"threads\":%d,\"sgemm_peak_gflops\":%.2f,\"moelab_tok_per_s\":%.1f,\"mirror_tok_per_s\":%.1f,\"ratio\":%.3f,\"mfu\":%.4f,\"router_share\":%.4f}\n",
-                threads, peak / 1e9, r.tok_per_s, mirror_tps, mirror_tps > 0 ? r.tok_per_s / mirror_tps : -1.0, mfu, r.router_share);
+        fprintf(f, "{\"threads\":%d,\"sgemm_peak_gflops\":%.2f,\"moelab_tok_per_s\":%.1f,\"mirror_tok_per_s\":%.1f,\"ratio\":%.3f,\"mfu\":%.4f,\"mirror_mfu\":%.4f,\"router_share\":%.4f}\n",
+                threads, peak / 1e9, r.tok_per_s, mirror_tps, mirror_tps > 0 ? r.tok_per_s / mirror_tps : -1.0, mfu,
+                mirror_tps > 0 ? mirror_tps * r.flops_per_tok / peak : -1.0, r.router_share);
         fclose(f);
     }
     return 0;
