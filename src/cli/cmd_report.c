@@ -44,11 +44,11 @@ static int parse(ReportArgs *a, int argc, char **argv) {
 }
 
 static int report(ReportArgs *a) {
-    Plotter p;
-    if (plot_init(&p)) return -1; /* before reading anything: the most likely setup problem */
+    Plotter p = {0};
     RunSet set = {0};
     int rc = 0;
     for (int i = 0; i < a->n_paths && rc == 0; i++) rc = runset_add(&set, a->paths[i]);
+    if (rc == 0) rc = plot_init(&p);
     char *out = NULL, *title = NULL, *html = NULL;
     Str src = {0};
     if (rc == 0) {

@@ -141,5 +141,5 @@ void moe_backward(MoEActs *a, RouterLayer *r, const BlockParams *p, BlockParams 
                         p->sh_down, T, D, Fs);
     double t0 = ml_now();
     r->spec->backward(r, x, p->router, T, &a->rt, a->dgate, scale, g->router, dx);
-    a->router_seconds += ml_now() - t0;
+    a->router_seconds = ml_now() - t0;
 }

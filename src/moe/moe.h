@@ -21,7 +21,7 @@ typedef struct {
     /* backward scratch */
     float *dy, *dxg, *dh, *da, *dgate, *sh_dh, *sh_da;
     size_t cap_pairs, cap_tokens;
-    double router_seconds;
+    double router_seconds; /* router time of the last moe_forward or moe_backward call */
 } MoEActs;
 
 void moe_acts_free(MoEActs *a);

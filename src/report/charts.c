@@ -215,7 +215,7 @@ static void layout_panel(Str *b, const Layout *l, int i) {
 static void layout_colorbox(Str *b, const Layout *l, const char *label) {
     double W = layout_w(l), H = layout_h(l);
     double top = 6 + l->title, bottom = 6 + l->rows * (l->title + l->ph + l->below) - l->below;
-    if (bottom - top > 320) top = bottom - 320; /* a long bar reads worse, not better */
+    if (bottom - top > 320) bottom = top + 320; /* a long bar reads worse, not better */
     str_printf(b, "set colorbox user origin screen %.5f, screen %.5f size screen %.5f, screen %.5f\n",
                (W - l->bar + 18) / W, 1 - bottom / H, 14 / W, (bottom - top) / H);
     str_add(b, "set cblabel ");
@@ -261,7 +261,7 @@ int chart_load_heatmap(Plotter *p, const Run *r, char **svg) {
         }
         k++;
     }
-    Layout g = {L, 1, 700, clampi(14 * E, 56, 180), 8, 8, 80, 110, 0, 44};
+    Layout g = {L, 1, 700, clampi(14 * E, 56, 180), 8, 8, 80, 120, 0, 58};
     Str sc = {0};
     double bw = (x1 - x0) / (bins > 1 ? bins - 1 : 1);
     str_add(&sc, UTIL_PALETTE);
@@ -323,8 +323,8 @@ int chart_cooc(Plotter *p, const Run *r, char **svg) {
     if (!ls) return 0;
     int L = cJSON_GetArraySize(ls);
     const cJSON *first = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ls, 0), "cooc");
-    int E = cJSON_GetArraySize(first), side = clampi(50 * E, 220, 280), cols = L < 4 ? L : 4;
-    Layout g = {(L + cols - 1) / cols, cols, side, side, 28, 66, 40, 120, 46, 0};
+    int E = cJSON_GetArraySize(first), side = clampi(50 * E, 220, 280), cols = L <= 3 ? L : L == 4 ? 2 : 3;
+    Layout g = {(L + cols - 1) / cols, cols, side, side, 28, 84, 40, 140, 46, 0};
     Str sc = {0};
     str_add(&sc, "set palette defined (0 '#ffffff', 0.5 '#9ecae1', 1 '#2171b5')\nset cbrange [0:*]\nunset key\n"
                  "set border lc rgb '#555555'\nset tics out nomirror\nset multiplot\n");
@@ -369,8 +369,8 @@ int chart_domain_map(Plotter *p, const Run *r, char **svg) {
     cJSON_ArrayForEach(nm, names) if (cJSON_IsString(nm) && (int)strlen(nm->valuestring) > longest) longest = (int)strlen(nm->valuestring);
     const cJSON *dl = cJSON_GetObjectItemCaseSensitive(cJSON_GetArrayItem(ls, 0), "domain_load");
     int E = cJSON_GetArraySize(cJSON_GetArrayItem(dl, 0)), cols = L < 2 ? L : 2;
-    Layout g = {(L + cols - 1) / cols, cols, clampi(36 * E, 180, 360), clampi(24 * D, 100, 420), 28, 66, 24 + 8 * clampi(longest, 4, 24),
-                110, 30, 0};
+    Layout g = {(L + cols - 1) / cols, cols, clampi(36 * E, 180, 360), clampi(24 * D, 100, 420), 28, 84, 24 + 8 * clampi(longest, 4, 24),
+                130, 30, 0};
     Str sc = {0};
     str_add(&sc, UTIL_PALETTE);
     str_add(&sc, "unset key\nset border lc rgb '#555555'\nset tics out nomirror\nset multiplot\n");

@@ -35,6 +35,8 @@ static const char *CSS =
     "figure.chart svg{display:block;width:100%;height:auto}\n"
     "figure.chart svg image{image-rendering:pixelated}\n"
     "span.sd{color:var(--muted);font-size:12px}\n"
+    ".pair{display:flex;flex-wrap:wrap;column-gap:40px;align-items:flex-start}\n"
+    ".pair>div{min-width:0;max-width:100%}\n"
     "footer{color:var(--muted);font-size:12.5px;text-align:center;padding:20px}\n";
 
 /* max_w: 0 fills the column; -1 at most the chart's own width (matrices read badly blown up). */
@@ -107,10 +109,16 @@ static int seeds_counted(const RunSet *s, const Table *t, const Group *g) {
     return n;
 }
 
+static void html_table_turned(Str *b, const RunSet *s, const Table *t, int sec, const char *title);
+
 static void html_table(Str *b, const RunSet *s, const Table *t, int sec, const char *title) {
     if (!section_cols(t, sec)) return;
+    if ((sec == SEC_ROUTING || sec == SEC_ANALYZE) && section_cols(t, sec) > 6 && s->n_groups <= 6) {
+        html_table_turned(b, s, t, sec, title);
+        return;
+    }
     int quality = sec == SEC_QUALITY, speed = sec == SEC_SPEED, tps = col_index(t, "tok_per_s");
-    str_printf(b, "<h3>%s</h3>\n<div class=\"scroll\"><table data-table=\"%d\"><thead><tr><th class=\"t\">variant</th>", title, sec);
+    str_printf(b, "<div><h3>%s</h3>\n<div class=\"scroll\"><table data-table=\"%d\"><thead><tr><th class=\"t\">variant</th>", title, sec);
     if (quality) str_add(b, "<th class=\"t\">router</th><th class=\"t\">flags</th><th>seeds</th>");
     for (int c = 0; c < t->n_cols; c++)
         if (t->cols[c].section == sec) {
@@ -151,7 +159,29 @@ static void html_table(Str *b, const RunSet *s, const Table *t, int sec, const c
         }
         str_add(b, "</tr>\n");
     }
-    str_add(b, "</tbody></table></div>\n");
+    str_add(b, "</tbody></table></div></div>\n");
+}
+
+/* A wide section (many metrics, few variants) reads better turned: one row per metric. */
+static void html_table_turned(Str *b, const RunSet *s, const Table *t, int sec, const char *title) {
+    str_printf(b, "<div><h3>%s</h3>\n<div class=\"scroll\"><table data-table=\"%d\"><thead><tr><th class=\"t\">metric</th>",
+               title, sec);
+    for (int g = 0; g < s->n_groups; g++) {
+        str_printf(b, "<th><span class=\"sw\" style=\"background:%s\"></span>", chart_color(g));
+        str_html(b, s->groups[g].label);
+        str_add(b, "</th>");
+    }
+    str_add(b, "</tr></thead>\n<tbody>\n");
+    for (int c = 0; c < t->n_cols; c++) {
+        if (t->cols[c].section != sec) continue;
+        const char *h = column_title(&t->cols[c]);
+        str_add(b, "<tr><td class=\"t\">");
+        str_html(b, sec == SEC_ANALYZE && strncmp(h, "analyze_", 8) == 0 ? h + 8 : h);
+        str_add(b, "</td>");
+        for (int g = 0; g < s->n_groups; g++) stat_cell(b, &t->cell[(size_t)g * t->n_cols + c], t->cols[c].fmt, 0);
+        str_add(b, "</tr>\n");
+    }
+    str_add(b, "</tbody></table></div></div>\n");
 }
 
 static void runs_table(Str *b, const RunSet *s) {
@@ -184,8 +214,9 @@ static int results_section(Str *b, const RunSet *s, const Table *t) {
     int unfinished = 0;
     for (int i = 0; i < s->n_runs; i++) unfinished += !s->runs[i].finished;
     note(b, "Mean ± standard deviation over seeds; Δ bpb is each run's validation bits per byte minus the first "
-            "variant's with the same seed. Bold: the lowest mean. Speeds compare runs made on the same machine "
-            "with the same threads only.");
+            "variant's with the same seed. Bold: the lowest mean. Routing in training: the last evaluation for "
+            "overlap, expert_sim and domain_mi, else the mean of the last 10 logged steps. Speeds compare runs "
+            "made on the same machine with the same threads only.");
     if (unfinished) {
         char msg[160];
         snprintf(msg, sizeof msg, "%d of %d runs are not finished: their columns use their latest evaluation.", unfinished, s->n_runs);
@@ -193,8 +224,10 @@ static int results_section(Str *b, const RunSet *s, const Table *t) {
     }
     html_table(b, s, t, SEC_QUALITY, "Quality (validation)");
     html_table(b, s, t, SEC_DOMAIN, "Validation by domain");
-    html_table(b, s, t, SEC_ROUTING, "Routing in training (last evaluation, else mean of the last 10 logged steps)");
-    html_table(b, s, t, SEC_ANALYZE, "Routing of the final checkpoint on the validation split (moelab analyze)");
+    str_add(b, "<div class=\"pair\">\n"); /* the two routing tables side by side when they fit */
+    html_table(b, s, t, SEC_ROUTING, "Routing in training");
+    html_table(b, s, t, SEC_ANALYZE, "Final checkpoint, validation split (moelab analyze)");
+    str_add(b, "</div>\n");
     html_table(b, s, t, SEC_SPEED, "Speed (median over logged steps)");
     str_add(b, "</section>\n");
     return 0;

@@ -166,7 +166,7 @@ char *plot_svg(Plotter *p, const char *title, int width, int height, const char 
     free(s.s);
     if (rc) return NULL;
     char *argv[] = {p->gnuplot, gp, NULL};
-    int code = proc_run(argv, log);
+    int code = proc_run(p->gnuplot, argv, log);
     char *errs = ml_file_exists(log) ? ml_read_file(log, NULL) : NULL;
     char *raw = code == 0 && ml_file_exists(svg) ? ml_read_file(svg, NULL) : NULL;
     char *out = raw ? clean_svg(raw, title, id) : NULL;

@@ -9,7 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-pid_t proc_spawn(char *const argv[], const char *log_path) {
+pid_t proc_spawn(const char *path, char *const argv[], const char *log_path) {
     int fd = -1;
     if (log_path) {
         fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -33,7 +33,7 @@ pid_t proc_spawn(char *const argv[], const char *log_path) {
             dup2(fd, 1);
             dup2(fd, 2);
         }
-        execv(argv[0], argv);
+        execv(path, argv);
         static const char msg[] = "moelab: exec failed\n";
         ssize_t w = write(2, msg, sizeof msg - 1);
         (void)w;
@@ -54,11 +54,11 @@ pid_t proc_wait(pid_t pid, int *code) {
     return r;
 }
 
-int proc_run(char *const argv[], const char *log_path) {
-    pid_t pid = proc_spawn(argv, log_path);
+int proc_run(const char *path, char *const argv[], const char *log_path) {
+    pid_t pid = proc_spawn(path, argv, log_path);
     if (pid < 0) return -1;
     int code;
-    if (proc_wait(pid, &code) < 0) return ml_fail("waiting for %s failed: %s", argv[0], strerror(errno));
+    if (proc_wait(pid, &code) < 0) return ml_fail("waiting for %s failed: %s", path, strerror(errno));
     return code;
 }
 
