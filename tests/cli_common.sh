@@ -22,3 +22,9 @@ require_binary() {
         exit 1
     fi
 }
+# A small English-like text, the same in every test script that needs one.
+make_prose() {
+    awk -v n="${2:-1400}" 'BEGIN { split("the router sends each token to its top experts while the load stays balanced", w, " ");
+        for (i = 1; i <= n; i++) { printf "The %s %s %s and %s the %s, line %d.\n", w[i%12+1], w[(i*7)%12+1],
+            w[(i*3)%12+1], w[(i*5)%12+1], w[(i*11)%12+1], i; if (i % 40 == 0) print "" } }' >"$1"
+}

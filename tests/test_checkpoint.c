@@ -10,14 +10,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char g_dir[256];
 
 /* Paths live in a ring of 64 buffers: enough for every path one test holds at once. */
 static const char *tmp_path(const char *name) {
     static char buf[64][512];
     static int k;
     char *p = buf[k++ % 64];
-    snprintf(p, 512, "%s/%s", g_dir, name);
+    snprintf(p, 512, "%s/%s", tl_tmp_dir, name);
     return p;
 }
 
@@ -369,15 +368,12 @@ static void test_atomic_overwrite(void) {
 }
 
 int main(void) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/moelab_ckpt_XXXXXX");
-    if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
+    if (tl_mktmp("ckpt")) return 1;
     RUN(test_roundtrip);
     RUN(test_router_state);
     RUN(test_model_rejects);
     RUN(test_state_rejects);
     RUN(test_atomic_overwrite);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    tl_rm_rf(tl_tmp_dir);
     TEST_MAIN_END();
 }

@@ -11,32 +11,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static char g_tmp[64];
-
-static void rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_rf(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static const char *tmp_path(char *buf, size_t cap, const char *name) {
-    snprintf(buf, cap, "%s/%s", g_tmp, name);
-    return buf;
-}
-
 static int file_equal(const char *a, const char *b) {
     size_t na, nb;
     char *x = ml_read_file(a, &na), *y = ml_read_file(b, &nb);
@@ -76,7 +50,7 @@ static void test_shard_roundtrip(void) {
     TestShard ts;
     make_shard(&ts, 500, 1000, 5);
     char p[256];
-    tmp_path(p, sizeof p, "rt.bin");
+    tl_tmp(p, sizeof p, "rt.bin");
     CHECK(shard_write(p, &ts.v) == 0, "write: %s", ml_last_error());
     Shard s;
     CHECK(shard_load(&s, p) == 0, "load: %s", ml_last_error());
@@ -104,7 +78,7 @@ static void test_shard_write_rejects(void) {
     TestShard ts;
     make_shard(&ts, 100, 300, 3);
     char p[256];
-    tmp_path(p, sizeof p, "rej.bin");
+    tl_tmp(p, sizeof p, "rej.bin");
     ts.toks[7] = 100;
     CHECK(shard_write(p, &ts.v) != 0 && strstr(ml_last_error(), "vocab"), "token >= vocab: %s", ml_last_error());
     CHECK(!ml_file_exists(p), "nothing written");
@@ -117,7 +91,7 @@ static void test_shard_write_rejects(void) {
 static int load_patched(const char *name, long off, const void *bytes, long len, char *path, size_t cap) {
     TestShard ts;
     make_shard(&ts, 300, 1000, 4); /* header 40 + names 192 + docs 64 = tokens at 296 */
-    tmp_path(path, cap, name);
+    tl_tmp(path, cap, name);
     if (shard_write(path, &ts.v)) return 0;
     size_t n;
     char *buf = ml_read_file(path, &n);
@@ -179,7 +153,7 @@ static int load_test_shard(Shard *s, const char *name, int vocab, int64_t n, int
     TestShard ts;
     make_shard(&ts, vocab, n, docs);
     char p[256];
-    tmp_path(p, sizeof p, name);
+    tl_tmp(p, sizeof p, name);
     if (shard_write(p, &ts.v)) return -1;
     return shard_load(s, p);
 }
@@ -298,7 +272,7 @@ static void test_eval_spread(void) {
 
 static void test_meta(void) {
     char dir[256], p[300];
-    tmp_path(dir, sizeof dir, "meta");
+    tl_tmp(dir, sizeof dir, "meta");
     ml_mkdir_p(dir);
     snprintf(p, sizeof p, "%s/meta.json", dir);
     write_text(p, "{\"tokenizer\": \"bytes\", \"vocab_size\": 257}");
@@ -356,9 +330,9 @@ static void test_split_docs(void) {
     free(ends);
 }
 
-/* Builds g_tmp/corpus: a.txt, sub/b.txt, sub/deeper/c.md, an empty file and a hidden file. */
+/* Builds tl_tmp_dir/corpus: a.txt, sub/b.txt, sub/deeper/c.md, an empty file and a hidden file. */
 static size_t make_corpus(char *dir, size_t cap) {
-    tmp_path(dir, cap, "corpus");
+    tl_tmp(dir, cap, "corpus");
     char p[512];
     snprintf(p, sizeof p, "%s/sub/deeper", dir);
     ml_mkdir_p(p);
@@ -397,8 +371,8 @@ static int check_split_shard(const char *path, int64_t *docs, int64_t *tokens) {
 static void test_prepare_split(void) {
     char corpus[256], out[256], out2[256], p[512], q[512];
     size_t total = make_corpus(corpus, sizeof corpus);
-    tmp_path(out, sizeof out, "prep/out");
-    tmp_path(out2, sizeof out2, "prep2");
+    tl_tmp(out, sizeof out, "prep/out");
+    tl_tmp(out2, sizeof out2, "prep2");
     const char *inputs[1] = {corpus};
     PrepareOptions o = {.out_dir = out, .inputs = inputs, .n_inputs = 1, .val_frac = 0.05, .seed = 1234};
     PrepareStats st;
@@ -450,8 +424,8 @@ static void test_prepare_split(void) {
 
 static void test_prepare_failures(void) {
     char corpus[256], out[256], p[512];
-    tmp_path(corpus, sizeof corpus, "corpus"); /* made by test_prepare_split */
-    tmp_path(out, sizeof out, "fail/out");
+    tl_tmp(corpus, sizeof corpus, "corpus"); /* made by test_prepare_split */
+    tl_tmp(out, sizeof out, "fail/out");
     const char *inputs[2] = {corpus, "/nonexistent/moelab-input.txt"};
     PrepareOptions o = {.out_dir = out, .inputs = inputs, .n_inputs = 2, .val_frac = 0.05, .seed = 1};
     PrepareStats st;
@@ -470,7 +444,7 @@ static void test_prepare_failures(void) {
     CHECK(prepare_bytes(&o, &st) != 0 && err_has("val_frac", NULL), "bad val_frac: %s", ml_last_error());
 
     /* One short document: it trains, validation is empty but valid. */
-    snprintf(p, sizeof p, "%s/one.txt", g_tmp);
+    snprintf(p, sizeof p, "%s/one.txt", tl_tmp_dir);
     write_text(p, "just one line\n");
     inputs[0] = p;
     o.val_frac = 0.5;
@@ -478,11 +452,7 @@ static void test_prepare_failures(void) {
 }
 
 int main(void) {
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/moelab_test_data_XXXXXX");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tl_mktmp("test_data")) return 1;
     RUN(test_shard_roundtrip);
     RUN(test_shard_write_rejects);
     RUN(test_shard_corrupt);
@@ -494,6 +464,6 @@ int main(void) {
     RUN(test_split_docs);
     RUN(test_prepare_split);
     RUN(test_prepare_failures);
-    rm_rf(g_tmp);
+    tl_rm_rf(tl_tmp_dir);
     TEST_MAIN_END();
 }

@@ -15,32 +15,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static char g_tmp[64];
-
-static void rm_rf(const char *path) {
-    struct stat st;
-    if (lstat(path, &st) != 0) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        while (d && (e = readdir(d)) != NULL) {
-            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-            char sub[1024];
-            snprintf(sub, sizeof sub, "%s/%s", path, e->d_name);
-            rm_rf(sub);
-        }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
-static const char *tmp(char *buf, size_t cap, const char *name) {
-    snprintf(buf, cap, "%s/%s", g_tmp, name);
-    return buf;
-}
-
 static void write_file(const char *path, const void *p, size_t n) {
     char dir[512];
     snprintf(dir, sizeof dir, "%s", path);
@@ -88,7 +62,7 @@ static int err_has(const char *a, const char *b) {
 
 static int parse_fails(const char *json, const char *want) {
     Manifest m;
-    if (manifest_parse(&m, json, g_tmp, "t.json") == 0) {
+    if (manifest_parse(&m, json, tl_tmp_dir, "t.json") == 0) {
         manifest_free(&m);
         printf("  accepted: %s\n", json);
         return 0;
@@ -129,7 +103,7 @@ static void test_parse(void) {
 
     /* A manifest without "name" is named after its file; paths resolve beside it. */
     char p[512];
-    write_text(tmp(p, sizeof p, "sub/my-corpus.json"), "{\"domains\": [{\"name\": \"x\", \"files\": [\"t.txt\"]}]}");
+    write_text(tl_tmp(p, sizeof p, "sub/my-corpus.json"), "{\"domains\": [{\"name\": \"x\", \"files\": [\"t.txt\"]}]}");
     CHECK(manifest_load(&m, p) == 0 && !strcmp(m.name, "my-corpus") && m.domains[0].min_doc_bytes == MANIFEST_DEFAULT_MIN_DOC,
           "name from the file stem: %s", ml_last_error());
     if (m.n_domains) CHECK(strstr(m.domains[0].files.items[0], "/sub/t.txt") != NULL, "resolved beside the manifest");
@@ -175,15 +149,15 @@ static void test_read_gzip(void) {
     char p[512];
     const char *text = "Abdomen \\Ab*do\"men\\, n.\n   The belly.\n\nAbed \\A*bed\"\\, adv.\n   In bed.\n";
     size_t n;
-    write_gz(tmp(p, sizeof p, "read/plain.gz"), text, 0);
+    write_gz(tl_tmp(p, sizeof p, "read/plain.gz"), text, 0);
     char *got = corpus_read_file(p, &n);
     CHECK(got && n == strlen(text) && !memcmp(got, text, n), "gzip decompressed: %s", got ? got : ml_last_error());
     free(got);
-    write_gz(tmp(p, sizeof p, "read/dict.dz"), text, 1);
+    write_gz(tl_tmp(p, sizeof p, "read/dict.dz"), text, 1);
     got = corpus_read_file(p, &n);
     CHECK(got && n == strlen(text) && !memcmp(got, text, n), "dictzip (gzip + FEXTRA) decompressed: %s", ml_last_error());
     free(got);
-    write_text(tmp(p, sizeof p, "read/plain.txt"), text);
+    write_text(tl_tmp(p, sizeof p, "read/plain.txt"), text);
     got = corpus_read_file(p, &n);
     CHECK(got && n == strlen(text) && !memcmp(got, text, n), "plain file read as is");
     free(got);
@@ -191,16 +165,16 @@ static void test_read_gzip(void) {
     /* Truncated and corrupted streams are errors naming the file, not short texts. */
     unsigned char buf[4096];
     size_t gz = gzip_bytes(text, strlen(text), 0, buf, sizeof buf);
-    write_file(tmp(p, sizeof p, "read/cut.gz"), buf, gz / 2);
+    write_file(tl_tmp(p, sizeof p, "read/cut.gz"), buf, gz / 2);
     got = corpus_read_file(p, &n);
     CHECK(!got && err_has("cut.gz", "corrupt or truncated"), "truncated gzip: %s", ml_last_error());
     free(got);
     buf[gz - 6] ^= 0x55; /* inside the CRC32 */
-    write_file(tmp(p, sizeof p, "read/crc.gz"), buf, gz);
+    write_file(tl_tmp(p, sizeof p, "read/crc.gz"), buf, gz);
     got = corpus_read_file(p, &n);
     CHECK(!got && err_has("crc.gz", NULL), "bad checksum: %s", ml_last_error());
     free(got);
-    got = corpus_read_file(tmp(p, sizeof p, "read/none.gz"), &n);
+    got = corpus_read_file(tl_tmp(p, sizeof p, "read/none.gz"), &n);
     CHECK(!got && err_has("none.gz", NULL), "missing file");
     free(got);
 }
@@ -248,13 +222,13 @@ static void test_cut_docs(void) {
 
 static void test_domain_files(void) {
     char p[512], json[2048];
-    write_text(tmp(p, sizeof p, "fl/dir/b.txt"), "b\n");
-    write_text(tmp(p, sizeof p, "fl/dir/a.txt"), "a\n");
-    write_text(tmp(p, sizeof p, "fl/dir/skip.dat"), "x\n");
-    write_text(tmp(p, sizeof p, "fl/dir/.hidden"), "h\n");
-    write_text(tmp(p, sizeof p, "fl/dir/deep/c.txt"), "c\n");
-    write_text(tmp(p, sizeof p, "fl/g1.log"), "1\n");
-    write_text(tmp(p, sizeof p, "fl/g2.log"), "2\n");
+    write_text(tl_tmp(p, sizeof p, "fl/dir/b.txt"), "b\n");
+    write_text(tl_tmp(p, sizeof p, "fl/dir/a.txt"), "a\n");
+    write_text(tl_tmp(p, sizeof p, "fl/dir/skip.dat"), "x\n");
+    write_text(tl_tmp(p, sizeof p, "fl/dir/.hidden"), "h\n");
+    write_text(tl_tmp(p, sizeof p, "fl/dir/deep/c.txt"), "c\n");
+    write_text(tl_tmp(p, sizeof p, "fl/g1.log"), "1\n");
+    write_text(tl_tmp(p, sizeof p, "fl/g2.log"), "2\n");
     snprintf(json, sizeof json,
              "{\"domains\": [{\"name\": \"x\", \"files\": [\"fl/dir\", \"fl/g*.log\", \"fl/dir/a.txt\"], \"exclude\": [\"*.dat\"]},"
              "{\"name\": \"miss\", \"files\": [\"fl/nope.txt\"]},"
@@ -262,7 +236,7 @@ static void test_domain_files(void) {
              "{\"name\": \"allout\", \"files\": [\"fl/dir\"], \"exclude\": [\"*\"]},"
              "{\"name\": \"nopkg\", \"packages\": [\"moelab-no-such-package\"]}]}");
     Manifest m;
-    CHECK(manifest_parse(&m, json, g_tmp, "t.json") == 0, "parse: %s", ml_last_error());
+    CHECK(manifest_parse(&m, json, tl_tmp_dir, "t.json") == 0, "parse: %s", ml_last_error());
     if (m.n_domains != 5) return;
     DomainFiles f;
     CHECK(manifest_domain_files(&m, 0, NULL, &f) == 0, "list: %s", ml_last_error());
@@ -286,7 +260,7 @@ static void test_domain_files(void) {
     CHECK(manifest_parse(&m,
                          "{\"domains\": [{\"name\": \"lic\", \"packages\": [\"base-files\"], "
                          "\"include\": [\"/usr/share/common-licenses/*\"], \"exclude\": [\"GPL-2\"]}]}",
-                         g_tmp, "t.json") == 0,
+                         tl_tmp_dir, "t.json") == 0,
           "parse: %s", ml_last_error());
     CHECK(manifest_domain_files(&m, 0, NULL, &f) == 0, "package files: %s", ml_last_error());
     int gpl3 = 0, gpl2 = 0, other = 0;
@@ -383,9 +357,9 @@ static PrepareOptions opts(const char *manifest, const char *out) {
 
 static void test_prepare_domains(void) {
     char dir[512], man[600], out[512];
-    make_corpus(tmp(dir, sizeof dir, "c1"), 0);
+    make_corpus(tl_tmp(dir, sizeof dir, "c1"), 0);
     snprintf(man, sizeof man, "%s/mix.json", dir);
-    PrepareOptions o = opts(man, tmp(out, sizeof out, "c1out"));
+    PrepareOptions o = opts(man, tl_tmp(out, sizeof out, "c1out"));
     PrepareStats st;
     CHECK(prepare_data(&o, &st) == 0, "prepare: %s", ml_last_error());
     CHECK(st.n_domains == 3 && st.n_files == 33, "3 domains, 33 files: %d %d", st.n_domains, st.n_files);
@@ -404,7 +378,7 @@ static void test_prepare_domains(void) {
     DataMeta m;
     CHECK(data_meta_load(&m, out) == 0 && m.vocab_size == 257 && !strcmp(m.tokenizer, "bytes"), "meta: %s", ml_last_error());
     data_meta_free(&m);
-    char *meta = ml_read_file(tmp(man, sizeof man, "c1out/meta.json"), NULL);
+    char *meta = ml_read_file(tl_tmp(man, sizeof man, "c1out/meta.json"), NULL);
     CHECK(meta && strstr(meta, "\"alpha\"") && strstr(meta, "\"found_documents\"") && strstr(meta, "\"domains\""),
           "meta.json holds per-domain statistics");
     free(meta);
@@ -412,10 +386,10 @@ static void test_prepare_domains(void) {
     /* Stability: more gamma files, another alpha file dropped; every document found in
      * both corpora lands in the same split. */
     char dir2[512], out2[512];
-    make_corpus(tmp(dir2, sizeof dir2, "c2"), 3);
-    unlink(tmp(man, sizeof man, "c2/alpha/f1.txt"));
+    make_corpus(tl_tmp(dir2, sizeof dir2, "c2"), 3);
+    unlink(tl_tmp(man, sizeof man, "c2/alpha/f1.txt"));
     snprintf(man, sizeof man, "%s/mix.json", dir2);
-    o = opts(man, tmp(out2, sizeof out2, "c2out"));
+    o = opts(man, tl_tmp(out2, sizeof out2, "c2out"));
     CHECK(prepare_data(&o, &st) == 0, "prepare 2: %s", ml_last_error());
     DocTable u = {0};
     CHECK(load_docs(out2, &u), "shards 2");
@@ -433,8 +407,8 @@ static void test_prepare_domains(void) {
 
 static void test_caps(void) {
     char man[512], out[512];
-    snprintf(man, sizeof man, "%s/c1/mix.json", g_tmp); /* made by test_prepare_domains */
-    PrepareOptions o = opts(man, tmp(out, sizeof out, "capout"));
+    snprintf(man, sizeof man, "%s/c1/mix.json", tl_tmp_dir); /* made by test_prepare_domains */
+    PrepareOptions o = opts(man, tl_tmp(out, sizeof out, "capout"));
     o.cap_set = 1;
     o.cap_bytes = 1500;
     PrepareStats st, st2;
@@ -453,7 +427,7 @@ static void test_caps(void) {
 
     /* Caps from the manifest: a default and a per-domain override (0: none). */
     char p[512];
-    write_text(tmp(p, sizeof p, "c1/capped.json"),
+    write_text(tl_tmp(p, sizeof p, "c1/capped.json"),
                "{\"cap_bytes_per_domain\": 1000, \"domains\": ["
                "{\"name\": \"alpha\", \"files\": [\"alpha\"], \"min_doc_bytes\": 200},"
                "{\"name\": \"beta\", \"files\": [\"beta/quotes.gz\"], \"split\": \"fortunes\", \"cap_bytes\": 0}]}");
@@ -475,8 +449,8 @@ static int no_staging(const char *out) {
 
 static void test_bpe(void) {
     char man[512], out[512], p[512];
-    snprintf(man, sizeof man, "%s/c1/mix.json", g_tmp);
-    PrepareOptions o = opts(man, tmp(out, sizeof out, "bpeout"));
+    snprintf(man, sizeof man, "%s/c1/mix.json", tl_tmp_dir);
+    PrepareOptions o = opts(man, tl_tmp(out, sizeof out, "bpeout"));
     o.vocab = 300;
     PrepareStats st;
     CHECK(prepare_data(&o, &st) == 0, "bpe: %s", ml_last_error());
@@ -487,8 +461,8 @@ static void test_bpe(void) {
     Shard s;
     Tokenizer *t = NULL;
     CHECK(data_meta_load(&m, out) == 0 && m.vocab_size == 300 && !strcmp(m.tokenizer, "bpe"), "meta: %s", ml_last_error());
-    CHECK(shard_load(&s, tmp(p, sizeof p, "bpeout/val.bin")) == 0, "val shard: %s", ml_last_error());
-    CHECK(tok_load(&t, tmp(p, sizeof p, "bpeout/tokenizer.json")) == 0, "tokenizer.json: %s", ml_last_error());
+    CHECK(shard_load(&s, tl_tmp(p, sizeof p, "bpeout/val.bin")) == 0, "val shard: %s", ml_last_error());
+    CHECK(tok_load(&t, tl_tmp(p, sizeof p, "bpeout/tokenizer.json")) == 0, "tokenizer.json: %s", ml_last_error());
     if (m.token_bytes && s.tokens && t) {
         /* Bits per byte need the byte count: the token lengths add up to the text's bytes. */
         int64_t bytes = 0;
@@ -507,35 +481,35 @@ static void test_bpe(void) {
 
     /* A given tokenizer is used and copied; a prepare with neither removes a stale one. */
     char out2[512];
-    o = opts(man, tmp(out2, sizeof out2, "bpeout2"));
-    o.tokenizer = tmp(p, sizeof p, "bpeout/tokenizer.json");
+    o = opts(man, tl_tmp(out2, sizeof out2, "bpeout2"));
+    o.tokenizer = tl_tmp(p, sizeof p, "bpeout/tokenizer.json");
     PrepareStats st2;
     CHECK(prepare_data(&o, &st2) == 0 && st2.vocab_size == 300 && st2.tokens[0] == st.tokens[0], "reuse: %s", ml_last_error());
     o.tokenizer = NULL;
-    CHECK(prepare_data(&o, &st2) == 0 && st2.vocab_size == 257 && !ml_file_exists(tmp(p, sizeof p, "bpeout2/tokenizer.json")),
+    CHECK(prepare_data(&o, &st2) == 0 && st2.vocab_size == 257 && !ml_file_exists(tl_tmp(p, sizeof p, "bpeout2/tokenizer.json")),
           "byte-level run removes the old tokenizer.json");
 }
 
 static void test_failures(void) {
     char man[512], out[512], p[512];
-    snprintf(man, sizeof man, "%s/c1/mix.json", g_tmp);
-    PrepareOptions o = opts(man, tmp(out, sizeof out, "failout"));
+    snprintf(man, sizeof man, "%s/c1/mix.json", tl_tmp_dir);
+    PrepareOptions o = opts(man, tl_tmp(out, sizeof out, "failout"));
     PrepareStats st;
     o.vocab = 257;
     CHECK(prepare_data(&o, &st) != 0 && err_has("too small", NULL), "vocab too small: %s", ml_last_error());
     CHECK(!ml_file_exists(out), "nothing written");
 
     o.vocab = 0;
-    write_text(tmp(p, sizeof p, "bad_tok.json"), "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merg");
+    write_text(tl_tmp(p, sizeof p, "bad_tok.json"), "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merg");
     o.tokenizer = p;
     CHECK(prepare_data(&o, &st) != 0 && err_has("bad_tok.json", NULL), "corrupt tokenizer: %s", ml_last_error());
     CHECK(!ml_file_exists(out), "nothing written");
     o.tokenizer = NULL;
 
     /* An empty domain, a missing file, a binary file, a corrupt gzip member. */
-    write_text(tmp(p, sizeof p, "c1/empty.txt"), "  \n\n");
-    write_file(tmp(p, sizeof p, "c1/bin.dat"), "ab\0cd", 5);
-    write_file(tmp(p, sizeof p, "c1/bad.gz"), "\x1f\x8b\x08\x00garbage", 12);
+    write_text(tl_tmp(p, sizeof p, "c1/empty.txt"), "  \n\n");
+    write_file(tl_tmp(p, sizeof p, "c1/bin.dat"), "ab\0cd", 5);
+    write_file(tl_tmp(p, sizeof p, "c1/bad.gz"), "\x1f\x8b\x08\x00garbage", 12);
     const char *cases[][2] = {
         {"{\"domains\": [{\"name\": \"a\", \"files\": [\"alpha\"]}, {\"name\": \"e\", \"files\": [\"empty.txt\"]}]}", "'e' has no text"},
         {"{\"domains\": [{\"name\": \"a\", \"files\": [\"alpha\", \"missing.txt\"]}]}", "missing.txt"},
@@ -545,7 +519,7 @@ static void test_failures(void) {
          "not installed"},
     };
     for (int i = 0; i < (int)(sizeof cases / sizeof cases[0]); i++) {
-        write_text(tmp(p, sizeof p, "c1/bad.json"), cases[i][0]);
+        write_text(tl_tmp(p, sizeof p, "c1/bad.json"), cases[i][0]);
         o = opts(p, out);
         CHECK(prepare_data(&o, &st) != 0 && err_has(cases[i][1], NULL), "case %d: %s", i, ml_last_error());
         CHECK(!ml_file_exists(out), "case %d: nothing written", i);
@@ -555,11 +529,11 @@ static void test_failures(void) {
     o = opts(man, out);
     CHECK(prepare_data(&o, &st) == 0, "good run");
     size_t n1, n2;
-    char *before = ml_read_file(tmp(p, sizeof p, "failout/train.bin"), &n1);
-    write_text(tmp(p, sizeof p, "c1/bad.json"), cases[1][0]);
+    char *before = ml_read_file(tl_tmp(p, sizeof p, "failout/train.bin"), &n1);
+    write_text(tl_tmp(p, sizeof p, "c1/bad.json"), cases[1][0]);
     o = opts(p, out);
     CHECK(prepare_data(&o, &st) != 0, "failing run");
-    char *after = ml_read_file(tmp(p, sizeof p, "failout/train.bin"), &n2);
+    char *after = ml_read_file(tl_tmp(p, sizeof p, "failout/train.bin"), &n2);
     CHECK(before && after && n1 == n2 && !memcmp(before, after, n1), "old outputs kept");
     CHECK(no_staging(out), "no staging files left");
     free(before);
@@ -567,11 +541,7 @@ static void test_failures(void) {
 }
 
 int main(void) {
-    snprintf(g_tmp, sizeof g_tmp, "/tmp/moelab_test_manifest_XXXXXX");
-    if (!mkdtemp(g_tmp)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    if (tl_mktmp("test_manifest")) return 1;
     RUN(test_parse);
     RUN(test_parse_errors);
     RUN(test_read_gzip);
@@ -581,6 +551,6 @@ int main(void) {
     RUN(test_caps);
     RUN(test_bpe);
     RUN(test_failures);
-    rm_rf(g_tmp);
+    tl_rm_rf(tl_tmp_dir);
     TEST_MAIN_END();
 }

@@ -11,7 +11,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static char g_tmp[] = "/tmp/moelab-test-report.XXXXXX";
 
 static void write_text(const char *dir, const char *name, const char *text) {
     char *p = path_join(dir, name);
@@ -108,7 +107,7 @@ static void make_run(const char *dir, int seed, double bpb, double tps) {
 }
 
 static void test_runlog(void) {
-    char *dir = path_join(g_tmp, "one");
+    char *dir = path_join(tl_tmp_dir, "one");
     make_run(dir, 1, 2.0, 100);
     RunLog r;
     CHECK(runlog_load(&r, dir) == 0, "load: %s", ml_last_error());
@@ -119,14 +118,14 @@ static void test_runlog(void) {
     CHECK(isnan(runlog_final(&r, "load_cv")), "missing key is NAN");
     CHECK(r.ckpt_step == -1 && strcmp(r.name, "one") == 0, "no checkpoint, name %s", r.name);
     runlog_free(&r);
-    char *none = path_join(g_tmp, "none");
+    char *none = path_join(tl_tmp_dir, "none");
     CHECK(runlog_load(&r, none) != 0, "a folder without log.jsonl loaded");
     free(none);
     free(dir);
 }
 
 static void test_runset_table(void) {
-    char *sw = path_join(g_tmp, "sweep");
+    char *sw = path_join(tl_tmp_dir, "sweep");
     const char *names[] = {"a-s1", "a-s2", "b-s1", "b-s2"};
     double bpb[] = {2.0, 2.2, 2.1, 2.4};
     for (int i = 0; i < 4; i++) {
@@ -158,7 +157,7 @@ static void test_runset_table(void) {
         }
         /* a - b paired by seed: (2.0-2.1, 2.2-2.4) -> mean -0.15 */
         CHECK(fabs(t.delta[1].mean + 0.15) < 1e-9 && t.delta[1].n == 2, "paired delta %g (n %d)", t.delta[1].mean, t.delta[1].n);
-        char *csv = path_join(g_tmp, "r.csv");
+        char *csv = path_join(tl_tmp_dir, "r.csv");
         CHECK(results_write_csv(&set, &t, csv) == 0, "csv");
         char *text = ml_read_file(csv, NULL);
         CHECK(text && strncmp(text, "variant,router,flags,seeds,val_loss_mean,", 41) == 0, "csv header");
@@ -179,15 +178,13 @@ static void test_runset_table(void) {
 }
 
 int main(void) {
-    if (!mkdtemp(g_tmp)) return 1;
+    if (tl_mktmp("test_report")) return 1;
     RUN(test_parse_runs);
     RUN(test_variants_and_config);
     RUN(test_stats);
     RUN(test_json_scalar);
     RUN(test_runlog);
     RUN(test_runset_table);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmp);
+    tl_rm_rf(tl_tmp_dir);
     TEST_MAIN_END();
 }

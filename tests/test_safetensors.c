@@ -12,13 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char g_dir[256];
 
 static const char *tmp_path(const char *name) {
     static char buf[8][512];
     static int k;
     char *p = buf[k++ % 8];
-    snprintf(p, 512, "%s/%s", g_dir, name);
+    snprintf(p, 512, "%s/%s", tl_tmp_dir, name);
     return p;
 }
 
@@ -373,8 +372,8 @@ static void test_failed_save(void) {
     st_free(&r);
     /* no temp files are left in the folder */
     char cmd[600];
-    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q tmp", g_dir);
-    CHECK(system(cmd) != 0, "temp file left in %s", g_dir);
+    snprintf(cmd, sizeof cmd, "ls -a '%s' | grep -q tmp", tl_tmp_dir);
+    CHECK(system(cmd) != 0, "temp file left in %s", tl_tmp_dir);
     free(before);
     free(after);
     st_free(&w);
@@ -405,16 +404,13 @@ static int sample_mode(const char *mode, const char *path) {
 
 int main(int argc, char **argv) {
     if (argc == 3) return sample_mode(argv[1], argv[2]);
-    snprintf(g_dir, sizeof g_dir, "/tmp/moelab_st_XXXXXX");
-    if (!mkdtemp(g_dir)) { perror("mkdtemp"); return 1; }
+    if (tl_mktmp("st")) return 1;
     RUN(test_roundtrip);
     RUN(test_layout);
     RUN(test_truncated);
     RUN(test_bad_headers);
     RUN(test_read_checks);
     RUN(test_failed_save);
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_dir);
+    tl_rm_rf(tl_tmp_dir);
     TEST_MAIN_END();
 }

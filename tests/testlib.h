@@ -2,9 +2,13 @@
  * Each test prints "PASS name" or "FAIL name"; tests/run_tests.sh counts them. */
 #ifndef MOELAB_TESTLIB_H
 #define MOELAB_TESTLIB_H
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 static int tl_failed_checks, tl_passed, tl_failed;
 
@@ -41,6 +45,43 @@ static inline void tl_maxdiff(const float *a, const float *b, size_t n, double f
     }
     *abs_out = ma;
     *rel_out = mr;
+}
+
+/* A test binary's scratch folder (made by the test's main) and helpers for paths in it. */
+static char tl_tmp_dir[64];
+
+static inline const char *tl_tmp(char *buf, size_t cap, const char *name) {
+    snprintf(buf, cap, "%s/%s", tl_tmp_dir, name);
+    return buf;
+}
+
+static inline void tl_rm_rf(const char *path);
+
+/* Makes tl_tmp_dir, /tmp/moelab_<tag>_XXXXXX; returns 0, or -1 after printing why. */
+static inline int tl_mktmp(const char *tag) {
+    snprintf(tl_tmp_dir, sizeof tl_tmp_dir, "/tmp/moelab_%s_XXXXXX", tag);
+    if (mkdtemp(tl_tmp_dir)) return 0;
+    perror("mkdtemp");
+    return -1;
+}
+
+static inline void tl_rm_rf(const char *path) {
+    struct stat st;
+    if (lstat(path, &st) != 0) return;
+    if (S_ISDIR(st.st_mode)) {
+        DIR *d = opendir(path);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+            char sub[1024];
+            if (snprintf(sub, sizeof sub, "%s/%s", path, e->d_name) >= (int)sizeof sub) continue;
+            tl_rm_rf(sub);
+        }
+        if (d) closedir(d);
+        rmdir(path);
+    } else {
+        unlink(path);
+    }
 }
 
 #endif

@@ -29,7 +29,7 @@ static void usage(void) {
            "(moelab train --resume); a run folder trained with a different config is an error.\n\n"
            "  --data DIR         prepared data folder (moelab prepare)\n"
            "  --out SWEEPDIR     sweep folder\n"
-           "  --preset NAME      quick (about 10 minutes on 2 cores), full (hours), or a FILE.json;\n"
+           "  --preset NAME      quick (~10 min on 2 cores, byte-level data), full (hours), or a FILE.json;\n"
            "                     flags given beside it override it. Presets found: %s\n"
            "  --runs SPECS       \"label:router:flags;...\", e.g. \"a:topk:--renorm 1;b:topk:--renorm 0\"\n"
            "  --variants LIST    comma-separated names:\n%s"

@@ -8,31 +8,13 @@
 #
 # gnuplot (gnuplot-nox) and chromium are optional: without them the tests that need
 # them print a loud SKIP line, not PASS. Run: BUILD=build bash tests/cli/test_report.sh
-set -u
-cd "$(dirname "$0")/../.."
-BUILD=${BUILD:-build}
-M="$BUILD/moelab"
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-fails=0
-pass() { echo "PASS $1"; }
-fail() {
-    echo "FAIL $1: $2"
-    fails=$((fails + 1))
-}
-skip() { echo "SKIP $1: $2 -- NOT TESTED"; }
-
-if [ ! -x "$M" ]; then
-    echo "FAIL report_binary: $M is not built"
-    exit 1
-fi
+. "$(dirname "$0")/../cli_common.sh"
+require_binary report_binary
 TINY=(--layers 2 --d-model 32 --heads 2 --seq-len 32 --batch 4 --experts 4 --topk 2 --d-expert 32)
 
 # ------------------------------------------------------------------ a tiny sweep
 
-awk 'BEGIN { split("the router sends each token to its top experts while the load stays balanced", w, " ");
-    for (i = 1; i <= 1400; i++) { printf "The %s %s %s and %s the %s, line %d.\n", w[i%12+1], w[(i*7)%12+1],
-        w[(i*3)%12+1], w[(i*5)%12+1], w[(i*11)%12+1], i; if (i % 40 == 0) print "" } }' >"$T/prose.txt"
+make_prose "$T/prose.txt"
 awk 'BEGIN { for (i = 1; i <= 1400; i++) { printf "%d + %d = %d; x[%d] = {%d};\n", (i*7919)%10000, (i*31)%977,
     (i*i)%10007, i%64, i*3; if (i % 40 == 0) print "" } }' >"$T/code.txt"
 printf '{"name":"t","domains":[{"name":"prose","files":["prose.txt"],"split":"paragraphs","min_doc_bytes":2048},{"name":"code","files":["code.txt"],"split":"paragraphs","min_doc_bytes":2048}]}\n' >"$T/corpus.json"
