@@ -127,12 +127,7 @@ int cmd_analyze(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     memset(&mt, 0, sizeof mt);
     set_threads(a.threads);
-    char path[4096];
-    if (rc == 0 && snprintf(path, sizeof path, "%s/%s.bin", a.data, a.split) >= (int)sizeof path) rc = ml_fail("path too long: %s", a.data);
-    if (rc == 0) rc = checkpoint_load_model(a.ckpt, &m, &tc);
-    if (rc == 0) rc = shard_load(&s, path);
-    if (rc == 0 && s.vocab_size != m.cfg.vocab_size)
-        rc = ml_fail("%s has vocab %d but the model has %d", path, s.vocab_size, m.cfg.vocab_size);
+    if (rc == 0) rc = cli_load_model_and_split(a.ckpt, a.data, a.split, &m, &tc, &s);
     if (rc == 0) {
         metrics_init(&mt, &m.cfg, s.n_domains, METRICS_FULL);
         mt.probe_tokens = a.probe;

@@ -83,13 +83,8 @@ int cmd_eval(int argc, char **argv) {
     memset(&s, 0, sizeof s);
     memset(&meta, 0, sizeof meta);
     set_threads(threads);
-    if (rc == 0) rc = checkpoint_load_model(ckpt, &m, &tc);
+    if (rc == 0) rc = cli_load_model_and_split(ckpt, data, split, &m, &tc, &s);
     if (rc == 0) rc = data_meta_load(&meta, data);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s.bin", data, split);
-    if (rc == 0) rc = shard_load(&s, path);
-    if (rc == 0 && s.vocab_size != m.cfg.vocab_size)
-        rc = ml_fail("%s has vocab %d but the model has %d", path, s.vocab_size, m.cfg.vocab_size);
     EvalResult ev;
     if (rc == 0) rc = evaluate(&m, &s, &meta, batch, m.cfg.seq_len, batches, strcmp(mode_s, "infer") ? ROUTE_EVAL : ROUTE_INFER, &ev, NULL, NULL);
     if (rc == 0) {

@@ -1,6 +1,8 @@
 /* Subcommands of the moelab CLI; each parses its own flags and prints --help. */
 #ifndef MOELAB_COMMANDS_H
 #define MOELAB_COMMANDS_H
+#include "data/shard.h"
+#include "model/model.h"
 
 int cmd_prepare(int argc, char **argv);
 int cmd_train(int argc, char **argv);
@@ -19,5 +21,7 @@ int cli_is_help(const char *arg);
  * *i past a separate value) or NULL when argv[*i] is another flag; sets *missing when
  * the flag is last with no value. */
 const char *cli_flag_value(int argc, char **argv, int *i, const char *flag, int *missing);
+/* Loads CHECKPOINT (run folder or .safetensors) and DATA/<split>.bin, checking they share a vocabulary. */
+int cli_load_model_and_split(const char *ckpt, const char *data, const char *split, Model *m, TrainConfig *tc, Shard *s);
 
 #endif

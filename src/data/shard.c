@@ -309,13 +309,18 @@ static void fill_row(const Shard *s, int64_t start, int T, int32_t *in, int32_t 
     }
 }
 
-int loader_eval_batch(const Shard *s, int B, int T, int64_t batch, int32_t *inputs, int32_t *targets, int32_t *domains) {
+/* Batch `batch` of n_sel windows chosen evenly among the shard's n_win (all of them, in
+ * order, when n_sel == n_win); rows past n_sel are padding (target -1). */
+static int fill_eval_batch(const Shard *s, int B, int T, int64_t batch, int64_t n_sel, int32_t *inputs,
+                           int32_t *targets, int32_t *domains) {
     int64_t n_win = eval_windows(s, T);
     int filled = 0;
     for (int r = 0; r < B; r++) {
         size_t off = (size_t)r * T;
-        int64_t w = batch * B + r;
-        if (batch >= 0 && w < n_win) {
+        int64_t j = batch * B + r;
+        if (batch >= 0 && j < n_sel) {
+            int64_t w = n_sel == n_win ? j : (int64_t)((double)j * (double)n_win / (double)n_sel);
+            if (w >= n_win) w = n_win - 1;
             fill_row(s, w * T, T, inputs + off, targets + off, domains ? domains + off : NULL);
             filled++;
             continue;
@@ -329,28 +334,14 @@ int loader_eval_batch(const Shard *s, int B, int T, int64_t batch, int32_t *inpu
     return filled;
 }
 
+int loader_eval_batch(const Shard *s, int B, int T, int64_t batch, int32_t *inputs, int32_t *targets, int32_t *domains) {
+    return fill_eval_batch(s, B, T, batch, eval_windows(s, T), inputs, targets, domains);
+}
+
 int loader_eval_batch_spread(const Shard *s, int B, int T, int64_t batch, int64_t n_batches, int32_t *inputs,
                              int32_t *targets, int32_t *domains) {
     int64_t n_win = eval_windows(s, T), n_sel = n_batches * B;
-    if (n_sel >= n_win) return loader_eval_batch(s, B, T, batch, inputs, targets, domains);
-    int filled = 0;
-    for (int r = 0; r < B; r++) {
-        size_t off = (size_t)r * T;
-        int64_t j = batch * B + r;
-        if (batch >= 0 && j < n_sel) {
-            int64_t w = (int64_t)((double)j * (double)n_win / (double)n_sel);
-            if (w >= n_win) w = n_win - 1;
-            fill_row(s, w * T, T, inputs + off, targets + off, domains ? domains + off : NULL);
-            filled++;
-            continue;
-        }
-        for (int t = 0; t < T; t++) {
-            inputs[off + t] = 0;
-            targets[off + t] = -1;
-            if (domains) domains[off + t] = -1;
-        }
-    }
-    return filled;
+    return fill_eval_batch(s, B, T, batch, n_sel < n_win ? n_sel : n_win, inputs, targets, domains);
 }
 
 /* ---------------------------------------------------------------- meta.json */

@@ -1,0 +1,15 @@
+/* Loading shared by the commands that run a checkpoint over a data split. */
+#include "cli/commands.h"
+#include "core/util.h"
+#include "io/checkpoint.h"
+#include <stdio.h>
+
+int cli_load_model_and_split(const char *ckpt, const char *data, const char *split, Model *m, TrainConfig *tc, Shard *s) {
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s.bin", data, split) >= (int)sizeof path) return ml_fail("path too long: %s", data);
+    if (checkpoint_load_model(ckpt, m, tc)) return -1;
+    if (shard_load(s, path)) return -1;
+    if (s->vocab_size != m->cfg.vocab_size)
+        return ml_fail("%s has vocab %d but the model has %d", path, s->vocab_size, m->cfg.vocab_size);
+    return 0;
+}
