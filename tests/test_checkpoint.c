@@ -351,14 +351,9 @@ static void test_atomic_overwrite(void) {
     rmdir(blocker);
     CHECK(!ml_file_exists(tmp_path("atomic/optim.safetensors.new")), "staged optim file left behind");
     /* 2. the disk fills up part way (file size limit) */
-    struct rlimit rl, small;
-    getrlimit(RLIMIT_FSIZE, &rl);
-    small = rl;
-    small.rlim_cur = 4096;
-    signal(SIGXFSZ, SIG_IGN);
-    setrlimit(RLIMIT_FSIZE, &small);
+    struct rlimit rl = tl_limit_file_size(4096);
     int rc = save(&next, dir);
-    setrlimit(RLIMIT_FSIZE, &rl);
+    tl_restore_file_size(rl);
     CHECK(rc == -1, "save past the file size limit succeeded");
     CHECK(!ml_file_exists(tmp_path("atomic/optim.safetensors.new")) && !ml_file_exists(tmp_path("atomic/model.safetensors.new")),
           "staged file left behind");

@@ -355,14 +355,9 @@ static void test_failed_save(void) {
     st_free(&bad);
 
     /* A write that fails half-way (file size limit, like a full disk) keeps the old file. */
-    struct rlimit rl, small;
-    getrlimit(RLIMIT_FSIZE, &rl);
-    small = rl;
-    small.rlim_cur = 4096;
-    signal(SIGXFSZ, SIG_IGN);
-    setrlimit(RLIMIT_FSIZE, &small);
+    struct rlimit rl = tl_limit_file_size(4096);
     int rc = st_save(&w, path);
-    setrlimit(RLIMIT_FSIZE, &rl);
+    tl_restore_file_size(rl);
     CHECK(rc == -1, "save past the file size limit succeeded");
     CHECK(rc == -1 && strstr(ml_last_error(), path), "message: %s", ml_last_error());
     unsigned char *after = slurp(path, &n1);

@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +48,20 @@ static inline void tl_maxdiff(const float *a, const float *b, size_t n, double f
     *abs_out = ma;
     *rel_out = mr;
 }
+
+/* Makes writes past `bytes` fail, as a full disk would; returns the limit to restore
+ * with tl_restore_file_size. SIGXFSZ is ignored so the write returns an error instead. */
+static inline struct rlimit tl_limit_file_size(rlim_t bytes) {
+    struct rlimit old, small;
+    getrlimit(RLIMIT_FSIZE, &old);
+    small = old;
+    small.rlim_cur = bytes;
+    signal(SIGXFSZ, SIG_IGN);
+    setrlimit(RLIMIT_FSIZE, &small);
+    return old;
+}
+
+static inline void tl_restore_file_size(struct rlimit old) { setrlimit(RLIMIT_FSIZE, &old); }
 
 /* A test binary's scratch folder (made by the test's main) and helpers for paths in it. */
 static char tl_tmp_dir[64];
