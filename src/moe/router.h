@@ -44,6 +44,13 @@ typedef struct {
     long step, total_steps; /* optimizer step, for warm-ups and anneals */
     double *state;          /* persistent state, state_len values (checkpointed) */
     int state_len;
+    /* Additive statistics of the training forwards since the last optimizer step
+     * (co-occurrence counts, expert loads), pending_len values owned by the router, or
+     * NULL. The trainer may sum them across processes before after_step folds them
+     * into state, so several processes train as one process with grad accumulation:
+     * anything that must be global goes here, not straight into state. */
+    double *pending;
+    int pending_len;
     void *priv;             /* router scratch */
     const float *probs;     /* [T, E] router probabilities of the last forward, or NULL */
     int n_losses;
