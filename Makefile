@@ -4,6 +4,13 @@ OPT     ?= -O3 -march=native -fno-math-errno
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fopenmp -Isrc $(OPT)
 LDLIBS  += -lopenblas -lcjson -lz -lm -fopenmp
 BUILD   ?= build
+# Open MPI, when installed: `mpirun -np N build/moelab train ...` trains over N processes
+# (src/core/dist.c); without it the same calls are no-ops and the build is single-process.
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+ifneq ($(MPI_CFLAGS),)
+CFLAGS  += -DMOELAB_MPI $(MPI_CFLAGS)
+LDLIBS  += $(shell mpicc --showme:link)
+endif
 PYTHON  ?= /usr/bin/python3
 
 LIB_SRC  := $(sort $(wildcard src/core/*.c src/model/*.c src/moe/*.c src/routers/*.c src/data/*.c src/io/*.c src/train/*.c src/metrics/*.c src/report/*.c))

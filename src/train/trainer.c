@@ -4,6 +4,7 @@
 #include "metrics/metrics.h"
 #include "model/model.h"
 #include "model/optim.h"
+#include "train/dist_train.h"
 #include "train/evaluate.h"
 #include <cblas.h>
 #include <errno.h>
@@ -30,6 +31,8 @@ typedef struct {
     FILE *log;
     Metrics mt; /* routing metrics of the step being logged (cheap ones only) */
     char path[4096];
+    DistTrain dist;
+    int writer; /* the one process that writes the run folder (rank 0) */
 } Run;
 
 static const char *run_path(Run *r, const char *dir, const char *name) {
@@ -64,8 +67,9 @@ static int resume_config(Run *r, TrainArgs *a) {
     return config_validate(&r->tc);
 }
 
+/* keep_through_step -2: a process that does not write the run folder logs nowhere. */
 static int open_log(Run *r, const char *out, long keep_through_step) {
-    const char *path = run_path(r, out, "log.jsonl");
+    const char *path = keep_through_step == -2 ? "/dev/null" : run_path(r, out, "log.jsonl");
     if (keep_through_step >= 0 && ml_file_exists(path)) {
         /* Drop lines written after the checkpoint, so the resumed log reads as one run. */
         size_t len;
@@ -110,9 +114,12 @@ static int run_eval(Run *r, long step, int quiet) {
     /* The expensive routing metrics come from the same validation forward passes. */
     Metrics mt;
     metrics_init(&mt, &r->model.cfg, r->val.n_domains, METRICS_FULL);
-    int rc = evaluate(&r->model, &r->val, &r->meta, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches, ROUTE_EVAL,
-                      &ev, mt.n_moe ? metrics_eval_batch : NULL, &mt);
-    if (rc == 0 && mt.n_moe) metrics_eval_done(&mt, &r->model);
+    dist_gather_experts(&r->dist, &r->model, NULL); /* the probe runs every expert */
+    int rc = evaluate_part(&r->model, &r->val, &r->meta, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches, ROUTE_EVAL,
+                           r->dist.rank, r->dist.N, &ev, mt.n_moe ? metrics_eval_batch : NULL, &mt);
+    if (rc == 0 && mt.n_moe) metrics_probe_flush(&mt, &r->model);
+    if (rc == 0) dist_reduce_eval(&ev, mt.n_moe ? &mt : NULL);
+    if (rc == 0 && mt.n_moe) metrics_finish(&mt);
     if (rc == 0) log_eval(r, step, &ev, NULL, mt.n_moe ? &mt : NULL);
     metrics_free(&mt);
     if (rc) return -1;
@@ -153,9 +160,10 @@ static float train_step(Run *r, int *inp, int *tgt, float lr, float *grad_norm, 
     *n_rl = 0;
     model_zero_grad(m);
     for (int micro = 0; micro < tc->grad_accum; micro++) {
-        loader_next(&r->st.loader, inp, tgt);
+        dist_next_batch(&r->dist, &r->st.loader, inp, tgt, micro, tc->grad_accum);
         loss += model_forward(m, inp, tgt, B, T, ROUTE_TRAIN) / tc->grad_accum;
         if (mt) metrics_add(mt, m, NULL);
+        dist_before_backward(&r->dist, m, micro == tc->grad_accum - 1);
         model_backward(m, inp, tgt, 1.0f / tc->grad_accum);
         if (mt) mt->router_seconds += m->router_seconds; /* forward + backward, every micro-batch */
         int n = model_router_losses(m, rn, vals, ROUTER_MAX_LOSSES);
@@ -163,12 +171,20 @@ static float train_step(Run *r, int *inp, int *tgt, float lr, float *grad_norm, 
         for (int i = 0; i < n; i++) rl[i] += vals[i] / tc->grad_accum;
         *n_rl = n;
     }
-    *grad_norm = clip_grad_norm(m->grads, m->table.total, tc->grad_clip);
+    dist_after_backward(&r->dist, m);
+    dist_reduce_step(&r->dist, &loss, rl, *n_rl, mt);
+    *grad_norm = dist_clip_grad_norm(&r->dist, m, tc->grad_clip);
     adamw_step(&r->opt, &m->table, m->params, m->grads, lr, tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay);
     return loss;
 }
 
-static int save(Run *r, const char *out) { return checkpoint_save(out, &r->model, &r->tc, &r->opt, &r->st); }
+/* Every rank calls it (expert weights are gathered first); one writes. */
+static int save(Run *r, const char *out) {
+    dist_gather_experts(&r->dist, &r->model, &r->opt);
+    int rc = r->writer ? checkpoint_save(out, &r->model, &r->tc, &r->opt, &r->st) : 0;
+    if (!dist_all_ok(rc == 0) && rc == 0) rc = ml_fail("the process writing the checkpoint failed (see its message)");
+    return rc;
+}
 
 static int setup(Run *r, TrainArgs *a) {
     if (load_data(r, a->data_dir)) return -1;
@@ -184,35 +200,36 @@ static int setup(Run *r, TrainArgs *a) {
         Rng saved = r->st.loader.rng;
         if (loader_init(&r->st.loader, &r->train, r->tc.batch, r->model.cfg.seq_len, 0)) return -1;
         r->st.loader.rng = saved;
-        return open_log(r, a->out_dir, r->st.step);
+        return open_log(r, a->out_dir, r->writer ? r->st.step : -2);
     }
     r->tc = a->tc;
     if (r->tc.model.vocab_size == 0) r->tc.model.vocab_size = r->meta.vocab_size;
     if (r->tc.model.vocab_size != r->meta.vocab_size)
         return ml_fail("--vocab %d differs from the data's vocabulary (%d)", r->tc.model.vocab_size, r->meta.vocab_size);
     if (config_validate(&r->tc)) return -1;
-    if (ml_file_exists(run_path(r, a->out_dir, "model.safetensors")))
+    if (r->writer && ml_file_exists(run_path(r, a->out_dir, "model.safetensors")))
         return ml_fail("%s already holds a checkpoint: continue it with --resume, or choose another --out", a->out_dir);
     static const char *const left[] = {"log.jsonl", "optim.safetensors", "config.json"};
     for (int i = 0; i < 3; i++)
-        if (ml_file_exists(run_path(r, a->out_dir, left[i])))
+        if (r->writer && ml_file_exists(run_path(r, a->out_dir, left[i])))
             return ml_fail("%s already holds %s from an earlier run without a checkpoint: remove it, or choose another --out", a->out_dir, left[i]);
     /* The model first: a bad router name must not leave an empty run folder behind. */
     if (model_create(&r->model, &r->tc.model)) return -1;
-    if (ml_mkdir_p(a->out_dir)) return -1;
+    if (r->writer && ml_mkdir_p(a->out_dir)) return -1;
     model_init_weights(&r->model, r->tc.seed);
     adamw_init(&r->opt, r->model.table.total);
     r->st.step = 0;
     if (loader_init(&r->st.loader, &r->train, r->tc.batch, r->tc.model.seq_len, r->tc.seed ^ 0x5EEDDA7Aull)) return -1;
     char *cfg = config_to_json(&r->tc, 0);
-    int rc = ml_write_file_atomic(run_path(r, a->out_dir, "config.json"), cfg, strlen(cfg));
+    int rc = r->writer ? ml_write_file_atomic(run_path(r, a->out_dir, "config.json"), cfg, strlen(cfg)) : 0;
     free(cfg);
     if (rc) return -1;
-    return open_log(r, a->out_dir, -1);
+    return open_log(r, a->out_dir, r->writer ? -1 : -2);
 }
 
 static void teardown(Run *r) {
     if (r->log) fclose(r->log);
+    dist_train_free(&r->dist);
     metrics_free(&r->mt);
     model_free(&r->model);
     adamw_free(&r->opt);
@@ -242,13 +259,15 @@ static int loop(Run *r, TrainArgs *a) {
         float loss = train_step(r, inp, tgt, lr, &gn, rl, rn, &n_rl, logged ? &r->mt : NULL);
         double dt = ml_now() - t0;
         r->st.step = s + 1;
+        dist_reduce_pending(m); /* global router statistics, before after_step folds them in */
         model_after_step(m, r->st.step, tc->steps);
-        double tok = (double)B * T * tc->grad_accum;
+        double tok = (double)B * T * tc->grad_accum * r->dist.N;
         tokens_done += tok;
         if (r->st.step % tc->log_every == 0 || r->st.step == last) {
             fprintf(r->log, "{\"step\":%ld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"tok_per_s\":%.1f", r->st.step, loss, lr, gn, tok / dt);
             for (int i = 0; i < n_rl; i++) fprintf(r->log, ",\"%s\":%.6f", rn[i], rl[i]);
             fprintf(r->log, ",\"router_share\":%.4f", r->mt.router_seconds / dt);
+            if (r->dist.N > 1) fprintf(r->log, ",\"ranks\":%d,\"comm_wait\":%.6f", r->dist.N, r->dist.wait);
             metrics_finish(&r->mt);
             metrics_json_step(r->log, &r->mt); /* load per expert and layer, load_cv, maxvio, entropies... */
             metrics_reset(&r->mt);
@@ -257,7 +276,8 @@ static int loop(Run *r, TrainArgs *a) {
         }
         double elapsed = ml_now() - t_start, rate = tokens_done / elapsed;
         if (!a->quiet) progress(r, r->st.step, last, loss, lr, rate, (last - r->st.step) * tok / rate);
-        if (tc->eval_every > 0 && r->st.step % tc->eval_every == 0 && r->st.step != last) rc = run_eval(r, r->st.step, a->quiet);
+        if (logged) rc = dist_check_params(&r->dist, m);
+        if (rc == 0 && tc->eval_every > 0 && r->st.step % tc->eval_every == 0 && r->st.step != last) rc = run_eval(r, r->st.step, a->quiet);
         if (rc == 0 && tc->ckpt_every > 0 && r->st.step % tc->ckpt_every == 0 && r->st.step != last) rc = save(r, a->out_dir);
     }
     if (rc == 0 && r->st.step > first) rc = run_eval(r, r->st.step, a->quiet);
@@ -268,10 +288,31 @@ static int loop(Run *r, TrainArgs *a) {
     return rc;
 }
 
+/* After every rank's setup: all go on or all stop, with the same model, data and layout. */
+static int train_dist_setup(Run *r, TrainArgs *a, int rc) {
+    if (!dist_all_ok(rc == 0)) return rc ? rc : ml_fail("another process of this job failed to start (see its message)");
+    if (dist_train_init(&r->dist, &r->model, a->expert_parallel, !a->no_overlap, r->tc.batch, r->model.cfg.seq_len)) return -1;
+    char *cfg = config_to_json(&r->tc, 0);
+    rc = dist_same_everywhere("the config", cfg, strlen(cfg));
+    free(cfg);
+    struct {
+        uint64_t train, val;
+        long step;
+        Rng rng;
+        int resume, ep, overlap;
+    } same = {dist_shard_hash(&r->train), dist_shard_hash(&r->val), r->st.step, r->st.loader.rng, a->resume,
+              a->expert_parallel, a->no_overlap};
+    if (rc == 0) rc = dist_same_everywhere("the data or the checkpoint (--data, --resume, --expert-parallel)", &same, sizeof same);
+    if (rc == 0) rc = dist_same_everywhere("--out", a->out_dir, strlen(a->out_dir));
+    return rc;
+}
+
 int train_run(TrainArgs *a) {
     Run *r = ml_calloc(1, sizeof *r);
     set_threads(a->tc.threads);
-    int rc = setup(r, a);
+    r->writer = dist_rank(DIST_WORLD) == 0;
+    if (!r->writer) a->quiet = 1;
+    int rc = train_dist_setup(r, a, setup(r, a));
     if (rc == 0) {
         set_threads(r->tc.threads);
         rc = loop(r, a);
