@@ -300,8 +300,10 @@ static int train_dist_setup(Run *r, TrainArgs *a, int rc) {
         long step;
         Rng rng;
         int resume, ep, overlap;
-    } same = {dist_shard_hash(&r->train), dist_shard_hash(&r->val), r->st.step, r->st.loader.rng, a->resume,
-              a->expert_parallel, a->no_overlap};
+    } same;
+    memset(&same, 0, sizeof same); /* padding too: the bytes are hashed */
+    same.train = dist_shard_hash(&r->train), same.val = dist_shard_hash(&r->val), same.step = r->st.step;
+    same.rng = r->st.loader.rng, same.resume = a->resume, same.ep = a->expert_parallel, same.overlap = a->no_overlap;
     if (rc == 0) rc = dist_same_everywhere("the data or the checkpoint (--data, --resume, --expert-parallel)", &same, sizeof same);
     if (rc == 0) rc = dist_same_everywhere("--out", a->out_dir, strlen(a->out_dir));
     return rc;
