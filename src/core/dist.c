@@ -10,6 +10,7 @@ static int started;
 static MPI_Comm comms[DIST_N_GROUPS];
 static MPI_Request *reqs;
 static int n_reqs, cap_reqs;
+static double comm_seconds; /* inside blocking MPI calls and waits, since the start */
 
 /* mpirun (Open MPI) and other launchers set these; a plain run stays out of MPI, so it
  * neither pays MPI's start-up nor depends on a working MPI installation. */
@@ -76,14 +77,18 @@ int dist_set_expert_parallel(int P) {
 
 void dist_sum_double(double *x, size_t n, DistGroup g) {
     if (!started || dist_size(g) == 1) return;
+    double t0 = ml_now();
     for (size_t i = 0; i < n; i += CHUNK)
         MPI_Allreduce(MPI_IN_PLACE, x + i, (int)(n - i < CHUNK ? n - i : CHUNK), MPI_DOUBLE, MPI_SUM, comms[g]);
+    comm_seconds += ml_now() - t0;
 }
 
 void dist_sum_float(float *x, size_t n, DistGroup g) {
     if (!started || dist_size(g) == 1) return;
+    double t0 = ml_now();
     for (size_t i = 0; i < n; i += CHUNK)
         MPI_Allreduce(MPI_IN_PLACE, x + i, (int)(n - i < CHUNK ? n - i : CHUNK), MPI_FLOAT, MPI_SUM, comms[g]);
+    comm_seconds += ml_now() - t0;
 }
 
 void dist_isum_float(float *x, size_t n, DistGroup g) {
@@ -100,7 +105,9 @@ void dist_isum_float(float *x, size_t n, DistGroup g) {
 
 void dist_progress(void) {
     int done;
+    double t0 = ml_now();
     if (n_reqs) MPI_Testall(n_reqs, reqs, &done, MPI_STATUSES_IGNORE);
+    comm_seconds += ml_now() - t0;
 }
 
 double dist_wait_all(void) {
@@ -108,6 +115,7 @@ double dist_wait_all(void) {
     double t0 = ml_now();
     MPI_Waitall(n_reqs, reqs, MPI_STATUSES_IGNORE);
     n_reqs = 0;
+    comm_seconds += ml_now() - t0;
     return ml_now() - t0;
 }
 
@@ -136,7 +144,9 @@ void dist_alltoall_int(const int *send, int *recv, int n, DistGroup g) {
         memcpy(recv, send, n * sizeof(int));
         return;
     }
+    double t0 = ml_now();
     MPI_Alltoall(send, n, MPI_INT, recv, n, MPI_INT, comms[g]);
+    comm_seconds += ml_now() - t0;
 }
 
 void dist_alltoallv_float(const float *send, const int *scounts, const int *sdispls, float *recv,
@@ -145,7 +155,9 @@ void dist_alltoallv_float(const float *send, const int *scounts, const int *sdis
         memcpy(recv + rdispls[0], send + sdispls[0], scounts[0] * sizeof(float));
         return;
     }
+    double t0 = ml_now();
     MPI_Alltoallv(send, scounts, sdispls, MPI_FLOAT, recv, rcounts, rdispls, MPI_FLOAT, comms[g]);
+    comm_seconds += ml_now() - t0;
 }
 
 void dist_allgather_float(float *buf, size_t n, DistGroup g) {
@@ -156,6 +168,8 @@ void dist_allgather_float(float *buf, size_t n, DistGroup g) {
     }
     MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buf, (int)n, MPI_FLOAT, comms[g]);
 }
+
+double dist_comm_seconds(void) { return comm_seconds; }
 
 void dist_abort(int code) {
     if (started) MPI_Abort(MPI_COMM_WORLD, code);
@@ -213,6 +227,7 @@ void dist_alltoallv_float(const float *send, const int *scounts, const int *sdis
 void dist_allgather_float(float *buf, size_t n, DistGroup g) {
     (void)buf, (void)n, (void)g;
 }
+double dist_comm_seconds(void) { return 0.0; }
 void dist_abort(int code) { exit(code); }
 
 #endif

@@ -45,6 +45,8 @@ void dist_alltoallv_float(const float *send, const int *scounts, const int *sdis
                           const int *rcounts, const int *rdispls, DistGroup g);
 /* buf holds size(g) blocks of n floats; each rank's own block (its rank in g) is sent to all. */
 void dist_allgather_float(float *buf, size_t n, DistGroup g);
+/* Seconds spent inside blocking exchanges and waits since the start (0 in one process). */
+double dist_comm_seconds(void);
 /* Ends every process of the job (after a fatal inconsistency). */
 void dist_abort(int code);
 

@@ -112,6 +112,7 @@ void dist_train_free(DistTrain *d) {
 
 void dist_next_batch(DistTrain *d, Loader *l, int *inp, int *tgt, int micro, int accum) {
     int *si = d->scratch, *st = d->scratch + (size_t)l->B * l->T;
+    if (micro == 0) d->comm0 = dist_comm_seconds();
     if (micro == 0)
         for (int i = 0; i < d->rank * accum; i++) loader_next(l, si, st);
     loader_next(l, inp, tgt);
@@ -235,6 +236,7 @@ void dist_reduce_step(DistTrain *d, float *loss, float *rl, int n, Metrics *mt) 
     *loss = (float)(v[0] / d->N);
     for (int i = 0; i < n; i++) rl[i] = (float)(v[1 + i] / d->N);
     dist_reduce_metrics(mt);
+    d->comm = dist_comm_seconds() - d->comm0;
 }
 
 void dist_reduce_pending(Model *m) {

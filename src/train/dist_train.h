@@ -35,6 +35,7 @@ typedef struct {
     Model *m;
     int *scratch;      /* a micro-batch of other ranks, drawn to keep the loader in step */
     double wait;       /* seconds waited for reductions after the backward, this step */
+    double comm, comm0; /* seconds inside communication this step (waits included); at its start */
     double wait_sum;
     long steps;
 } DistTrain;

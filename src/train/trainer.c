@@ -267,7 +267,7 @@ static int loop(Run *r, TrainArgs *a) {
             fprintf(r->log, "{\"step\":%ld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"tok_per_s\":%.1f", r->st.step, loss, lr, gn, tok / dt);
             for (int i = 0; i < n_rl; i++) fprintf(r->log, ",\"%s\":%.6f", rn[i], rl[i]);
             fprintf(r->log, ",\"router_share\":%.4f", r->mt.router_seconds / dt);
-            if (r->dist.N > 1) fprintf(r->log, ",\"ranks\":%d,\"comm_wait\":%.6f", r->dist.N, r->dist.wait);
+            if (r->dist.N > 1) fprintf(r->log, ",\"ranks\":%d,\"comm\":%.6f,\"comm_wait\":%.6f", r->dist.N, r->dist.comm, r->dist.wait);
             metrics_finish(&r->mt);
             metrics_json_step(r->log, &r->mt); /* load per expert and layer, load_cv, maxvio, entropies... */
             metrics_reset(&r->mt);
