@@ -76,6 +76,6 @@ int cmd_train(int argc, char **argv) {
     if (rc) fprintf(stderr, "moelab train: %s\n", ml_last_error());
     free(a.flags);
     free(a.values);
-    dist_finalize();
+    dist_finalize(rc != 0);
     return rc ? 1 : 0;
 }

@@ -35,8 +35,10 @@ int dist_init(int *argc, char ***argv) {
     return 0;
 }
 
-void dist_finalize(void) {
+void dist_finalize(int failed) {
     if (!started) return;
+    /* A rank that fails alone must not wait in MPI_Finalize for ranks that wait for it. */
+    if (failed && dist_size(DIST_WORLD) > 1) MPI_Abort(MPI_COMM_WORLD, 1);
     dist_wait_all();
     free(reqs);
     reqs = NULL;
@@ -183,7 +185,7 @@ int dist_init(int *argc, char ***argv) {
     (void)argv;
     return 0;
 }
-void dist_finalize(void) {}
+void dist_finalize(int failed) { (void)failed; }
 int dist_built_with_mpi(void) { return 0; }
 int dist_rank(DistGroup g) {
     (void)g;

@@ -16,7 +16,8 @@ typedef enum { DIST_WORLD, DIST_DP, DIST_EP, DIST_N_GROUPS } DistGroup;
 
 /* Starts MPI when the process was launched by mpirun (else stays one process). */
 int dist_init(int *argc, char ***argv);
-void dist_finalize(void);
+/* Ends MPI; failed != 0 ends every rank of the job (MPI_Abort), so none is left waiting. */
+void dist_finalize(int failed);
 /* 1 when this binary was built with MPI. */
 int dist_built_with_mpi(void);
 int dist_rank(DistGroup g);

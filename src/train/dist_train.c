@@ -303,6 +303,16 @@ int dist_check_params(DistTrain *d, const Model *m) {
     return 0;
 }
 
+int train_dist_check_args(const TrainArgs *a) {
+    int P = a->expert_parallel > 0 ? a->expert_parallel : 1, N = dist_size(DIST_WORLD);
+    if (P > 1 && N == 1)
+        return ml_fail("--expert-parallel %d splits the experts over processes: run under mpirun -np N (N a multiple of %d)", P, P);
+    if (N % P) return ml_fail("--expert-parallel %d must divide the number of processes (%d)", P, N);
+    if (!a->resume && a->tc.model.n_experts % P)
+        return ml_fail("--expert-parallel %d must divide the number of experts (%d)", P, a->tc.model.n_experts);
+    return 0;
+}
+
 int train_dist_flag(TrainArgs *a, const char *f, const char *v, int *used) {
     *used = 0;
     if (strcmp(f, "--no-overlap") == 0) {

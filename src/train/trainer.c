@@ -314,7 +314,8 @@ int train_run(TrainArgs *a) {
     set_threads(a->tc.threads);
     r->writer = dist_rank(DIST_WORLD) == 0;
     if (!r->writer) a->quiet = 1;
-    int rc = train_dist_setup(r, a, setup(r, a));
+    int rc = train_dist_check_args(a);
+    if (rc == 0) rc = train_dist_setup(r, a, setup(r, a));
     if (rc == 0) {
         set_threads(r->tc.threads);
         rc = loop(r, a);

@@ -20,6 +20,8 @@ int train_run(TrainArgs *a);
 /* Parses the flags of training over several processes (--expert-parallel P, --no-overlap):
  * 1 when f is one (*used: values consumed), 0 when not, -1 (ml_fail) on a bad value. */
 int train_dist_flag(TrainArgs *a, const char *f, const char *v, int *used);
+/* Checks those flags against the processes (and, for a new run, the experts) before anything is written. */
+int train_dist_check_args(const TrainArgs *a);
 /* Sets OpenMP and OpenBLAS to n threads (0: all cores); returns the count used. */
 int set_threads(int n);
 

@@ -6,6 +6,24 @@ source "$(dirname "$0")/../cli_common.sh"
 require_binary mpi
 PYTHON=${PYTHON:-/usr/bin/python3}
 
+# Without mpirun there is one process: expert parallelism is refused with a hint, before
+# anything is written (this part runs whether or not MPI is installed).
+make_prose "$T/corpus.txt" 2400
+D="$T/data"
+"$M" prepare --out "$D" --val-frac 0.2 "$T/corpus.txt" >/dev/null 2>"$T/err" || {
+    fail mpi_setup "prepare: $(cat "$T/err")"
+    exit 1
+}
+for bad in "2:run under mpirun" "0:needs a number of processes" "x:needs a number of processes"; do
+    if "$M" train --data "$D" --out "$T/ep_alone" --quiet --steps 2 --expert-parallel "${bad%%:*}" 2>"$T/err"; then
+        fail "mpi_ep_alone_${bad%%:*}" "exit 0"
+    elif grep -q "${bad#*:}" "$T/err" && [ ! -e "$T/ep_alone" ]; then
+        pass "mpi_ep_alone_${bad%%:*}"
+    else
+        fail "mpi_ep_alone_${bad%%:*}" "$(cat "$T/err")"
+    fi
+done
+
 if ! command -v mpirun >/dev/null; then
     skip mpi "mpirun is not installed (scripts/setup.sh installs openmpi-bin)"
     exit 0
@@ -21,12 +39,6 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 MPI+=(-x ASAN_OPTIONS -x OMP_WAIT_POLICY)
 MPIRUN=("${MPI[@]}" -np 2)
 
-make_prose "$T/corpus.txt" 2400
-D="$T/data"
-"$M" prepare --out "$D" --val-frac 0.2 "$T/corpus.txt" >/dev/null 2>"$T/err" || {
-    fail mpi_setup "prepare: $(cat "$T/err")"
-    exit 1
-}
 TINY=(--layers 2 --d-model 32 --heads 2 --seq-len 32 --batch 4 --experts 4 --topk 2 --d-expert 32 --threads 1
     --quiet --steps 20 --log-every 1 --eval-every 10 --eval-batches 4 --seed 3 --lr 3e-3)
 
@@ -60,10 +72,15 @@ small() { awk -v x="$1" -v t="$2" 'BEGIN { exit !(x != "" && x + 0 == x && x < t
 # The reference: one process, grad-accum 2.
 "$M" train --data "$D" --out "$T/one" "${TINY[@]}" --grad-accum 2 2>"$T/err" || fail mpi_reference "$(cat "$T/err")"
 
-for router in topk; do
-    out="$T/dp_$router"
-    if "${MPIRUN[@]}" "$M" train --data "$D" --out "$out" "${TINY[@]}" --router "$router" >"$T/out" 2>&1 &&
-        grep -q '"ranks":2' "$out/log.jsonl" && same_curve "$T/one" "$out" >"$T/diff"; then
+# Routers with global statistics (pending counts) must match too: mpmoe when it is built in.
+routers=(topk)
+"$M" train --help | grep -q '^  mpmoe ' && routers+=(mpmoe)
+for router in "${routers[@]}"; do
+    ref="$T/one_$router" out="$T/dp_$router"
+    [ "$router" = topk ] && ref="$T/one" # the default router: the reference above
+    if { [ -e "$ref" ] || "$M" train --data "$D" --out "$ref" "${TINY[@]}" --router "$router" --grad-accum 2 >"$T/out" 2>&1; } &&
+        "${MPIRUN[@]}" "$M" train --data "$D" --out "$out" "${TINY[@]}" --router "$router" >"$T/out" 2>&1 &&
+        grep -q '"ranks":2' "$out/log.jsonl" && same_curve "$ref" "$out" >"$T/diff"; then
         pass "mpi_dp_equals_grad_accum_$router"
     else
         fail "mpi_dp_equals_grad_accum_$router" "$(tail -5 "$T/out") $(cat "$T/diff" 2>/dev/null)"
@@ -83,6 +100,17 @@ dm=$(max_diff "$T/one/model.safetensors" "$ep/model.safetensors" 2>&1)
 do=$(max_diff "$T/one/optim.safetensors" "$ep/optim.safetensors" 2>&1)
 if small "$dm" 1e-5 && small "$do" 1e-5; then pass mpi_ep_checkpoint_gathered
 else fail mpi_ep_checkpoint_gathered "weights $dm, moments $do"; fi
+
+# Data x expert parallel: 4 processes, 2 replicas of 2 expert shards, against one process
+# accumulating 4 micro-batches.
+if "$M" train --data "$D" --out "$T/one4" "${TINY[@]}" --grad-accum 4 2>"$T/out" &&
+    "${MPI[@]}" -np 4 "$M" train --data "$D" --out "$T/dpep" "${TINY[@]}" --expert-parallel 2 >"$T/out" 2>&1 &&
+    grep -q '"ranks":4' "$T/dpep/log.jsonl" && same_curve "$T/one4" "$T/dpep" >"$T/diff" &&
+    small "$(max_diff "$T/one4/model.safetensors" "$T/dpep/model.safetensors" 2>&1)" 1e-5; then
+    pass mpi_dp_x_ep_equals_one_process
+else
+    fail mpi_dp_x_ep_equals_one_process "$(tail -5 "$T/out") $(cat "$T/diff" 2>/dev/null)"
+fi
 
 # A checkpoint written by 2 processes (data parallel, then expert parallel) continues on
 # one process with the same global batch and follows the one-process run.
