@@ -81,20 +81,3 @@ void router_softmax_backward(float *dlogits, const float *probs, const float *dp
 void router_linear_backward(const float *x, const float *w, const float *dlogits, int T, int D, int E, float *dw, float *dx) {
     matmul_backward(dx, dw, dlogits, x, w, T, D, E);
 }
-
-int router_parse_opts(const char *opts, int (*fn)(void *ctx, const char *key, const char *value), void *ctx) {
-    if (!opts || !*opts) return 0;
-    char *copy = ml_strdup(opts), *save = NULL;
-    int rc = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
-        if (!eq || eq == tok || !eq[1]) {
-            rc = ml_fail("router option '%s' is not key=value", tok);
-            break;
-        }
-        *eq = 0;
-        rc = fn(ctx, tok, eq + 1);
-    }
-    free(copy);
-    return rc;
-}

@@ -11,6 +11,7 @@
 #ifndef MOELAB_ROUTER_H
 #define MOELAB_ROUTER_H
 #include "model/config.h"
+#include "moe/router_opts.h"
 #include <stddef.h>
 
 typedef enum {
@@ -59,6 +60,7 @@ typedef struct {
 
 struct RouterSpec {
     const char *name, *summary;
+    const RouterOption *options; /* its --router-opts, {0}-terminated, or NULL for none */
     int (*param_rows)(const ModelConfig *m); /* rows of the learned weight; 0 = fixed scoring */
     int (*state_len)(const ModelConfig *m);  /* persistent doubles per layer */
     int (*init)(RouterLayer *r);              /* parse cfg->router_opts, allocate priv; -1 with ml_fail */
@@ -92,7 +94,5 @@ void router_z_loss_backward(float *dlogits, const float *probs, const float *lse
 void router_softmax_backward(float *dlogits, const float *probs, const float *dprobs, int T, int E);
 /* dw += dlogits^T x, dx += dlogits w. */
 void router_linear_backward(const float *x, const float *w, const float *dlogits, int T, int D, int E, float *dw, float *dx);
-/* Parses "key=value,key=value": calls fn for each pair; fn returns -1 (ml_fail) for an unknown key. */
-int router_parse_opts(const char *opts, int (*fn)(void *ctx, const char *key, const char *value), void *ctx);
 
 #endif

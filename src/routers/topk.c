@@ -16,14 +16,9 @@ typedef struct {
 static int topk_rows(const ModelConfig *m) { return m->n_experts; }
 static int topk_state_len(const ModelConfig *m) { (void)m; return 0; }
 
-static int no_options(void *ctx, const char *key, const char *value) {
-    (void)ctx;
-    (void)value;
-    return ml_fail("router topk has no option '%s' (use --renorm, --aux-coef, --z-coef)", key);
-}
-
 static int topk_init(RouterLayer *r) {
-    if (router_parse_opts(r->cfg->router_opts, no_options, NULL)) return -1;
+    /* Its settings are model flags (--renorm, --aux-coef, --z-coef), shared with other routers. */
+    if (router_opts_parse("topk", NULL, r->cfg->router_opts, NULL)) return -1;
     TopkScratch *s = ml_calloc(1, sizeof *s);
     s->counts = ml_calloc(r->E, sizeof(int));
     r->priv = s;
