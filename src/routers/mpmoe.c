@@ -77,37 +77,51 @@ void mpmoe_sigma_build(const double *C, const double *u, double N, int E, double
     }
 }
 
-size_t mpmoe_work_len(int E, int k) { return (size_t)E * (k + 3); }
+size_t mpmoe_work_len(int E, int k) { return (size_t)E * (k + 4); }
+
+/* x when above lo, else lo (NaN too); unlike fmaxf it compiles to one max instruction. */
+static inline float max_or_lo(float x, float lo) { return x > lo ? x : lo; }
+
+/* Index of the largest gain, ties to the lowest index: a vectorised max, then the first
+ * index holding it (one predictable branch instead of one unpredictable per expert). */
+static int argmax_first(const float *g, int E) {
+    float m = g[0];
+#pragma omp simd reduction(max : m)
+    for (int e = 1; e < E; e++) m = g[e] > m ? g[e] : m;
+    int best = 0;
+    while (best < E - 1 && g[best] != m) best++;
+    return best;
+}
 
 /* Per candidate j the recursion keeps d_j = Sigma_jj - sum_m c_mj^2 (conditional
  * variance given S), a_j = Sigma_jS Sigma_SS^-1 p_S (p_j predicted from S) and the
  * pivoted Cholesky rows c_m. The gain of adding j is (p_j - a_j)^2 / max(d_j, eps),
  * exactly f(S + j) - f(S). d is clamped where used, as the published code clamps
- * Sigma_jj - |alpha_j|^2 afresh each round. */
+ * Sigma_jj - |alpha_j|^2 afresh each round. Chosen experts get gain -1 (gains are >= 0,
+ * a NaN counts as 0), so no expert is taken twice and every loop vectorises. */
 void mpmoe_greedy(const float *p, const float *sigma, int E, int k, float eps, float *work, int *idx, float *fvals) {
-    float *d = work, *a = work + E, *chosen = work + 2 * E, *c = work + 3 * E;
+    float *d = work, *a = work + E, *taken = work + 2 * E, *gain = work + 3 * E, *c = work + 4 * E;
     float f = 0.0f;
     for (int e = 0; e < E; e++) {
         d[e] = sigma[(size_t)e * E + e];
         a[e] = 0.0f;
-        chosen[e] = 0.0f;
+        taken[e] = 0.0f;
     }
     for (int t = 0; t < k; t++) {
-        int best = -1;
-        float bg = -INFINITY;
         for (int e = 0; e < E; e++) {
-            if (chosen[e] != 0.0f) continue;
-            float r = p[e] - a[e], g = r * r / fmaxf(d[e], eps);
-            if (g > bg || best < 0) bg = g, best = e;
+            float r = p[e] - a[e], v = max_or_lo(d[e], eps), g = max_or_lo(r * r / v, 0.0f);
+            gain[e] = taken[e] != 0.0f ? -1.0f : g;
         }
+        int best = argmax_first(gain, E);
         idx[t] = best;
-        chosen[best] = 1.0f;
-        f += bg;
+        taken[best] = 1.0f;
+        f += gain[best];
         if (fvals) fvals[t] = f;
         if (t == k - 1) break;
-        float rj = 1.0f / sqrtf(fmaxf(d[best], eps)), zt = (p[best] - a[best]) * rj;
+        float rj = 1.0f / sqrtf(max_or_lo(d[best], eps)), zt = (p[best] - a[best]) * rj;
         float *row = c + (size_t)t * E;
-        memcpy(row, sigma + (size_t)best * E, E * sizeof(float));
+        const float *srow = sigma + (size_t)best * E;
+        for (int e = 0; e < E; e++) row[e] = srow[e];
         for (int m = 0; m < t; m++) {
             const float *cm = c + (size_t)m * E;
             float coef = cm[best];
