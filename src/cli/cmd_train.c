@@ -22,7 +22,10 @@ static void usage(void) {
            "  --expert-parallel P split each MoE layer's experts over groups of P processes\n"
            "  --no-overlap        reduce gradients after the backward, not during it (to measure)\n%s\nrouters:\n",
            config_flags_help());
-    for (const RouterSpec *const *r = router_all(); *r; r++) printf("  %-16s %s\n", (*r)->name, (*r)->summary);
+    for (const RouterSpec *const *r = router_all(); *r; r++) {
+        printf("  %-16s %s\n", (*r)->name, (*r)->summary);
+        router_opts_print(stdout, (*r)->options, "      --router-opts ");
+    }
 }
 
 int cmd_train(int argc, char **argv) {
