@@ -299,7 +299,7 @@ int dist_check_params(DistTrain *d, const Model *m) {
     bad |= lo != hi;
     dist_minmax_u64(h[1], &lo, &hi, DIST_DP);
     bad = !dist_all_ok(!(bad | (lo != hi)));
-    if (bad) return ml_fail("the parameters differ between processes after step %ld: the ranks no longer train one model", m->routers[0].step);
+    if (bad) return ml_fail("the parameters or router state differ between processes after step %ld: the ranks no longer train one model", m->routers[0].step);
     return 0;
 }
 
