@@ -32,6 +32,9 @@ if ! ldd "$M" 2>/dev/null | grep -q libmpi; then
     skip mpi "$M was built without MPI (install libopenmpi-dev and rebuild)"
     exit 0
 fi
+# Containers often forbid the cross-process memory copy Open MPI's shared-memory transport
+# tries first; plain copies work everywhere.
+export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
 MPI=(mpirun --oversubscribe)
 [ "$(id -u)" = 0 ] && MPI+=(--allow-run-as-root)
 # Open MPI's own allocations are still live at exit: leak reports would be about MPI, not us.
