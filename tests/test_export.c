@@ -2,7 +2,7 @@
  * read back by an independent parser, the architecture choice and refusals.
  * Also a helper for tests/cli/test_export.sh, which runs the file in llama.cpp:
  *   test_export --logits CKPT IDS OTHER.f32 [f16]
- * runs moelab's forward on the ids (weights rounded to f16 as the export stores them when
+ * runs moelab's forward on each line of ids (weights rounded to f16 as the export stores them when
  * f16 is given) and prints how far OTHER's logits [n, V] are from ours. */
 #include "core/util.h"
 #include "io/checkpoint.h"
@@ -218,10 +218,10 @@ static int logits_mode(const char *ckpt, const char *ids_path, const char *other
         fprintf(stderr, "%s\n", ml_last_error());
         return 1;
     }
-    int n = 0, V = m.cfg.vocab_size, *ids = ml_malloc(sizeof(int) * (len / 2 + 1));
-    for (char *s = text, *e; (ids[n] = (int)strtol(s, &e, 10)), e != s; s = e) n++;
-    if (olen != (size_t)n * V * sizeof(float)) {
-        fprintf(stderr, "%s holds %zu bytes, expected %d x %d floats\n", other_path, olen, n, V);
+    int n = 0, V = m.cfg.vocab_size, *ids = ml_malloc(sizeof(int) * (len / 2 + 1)), lines = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) lines++;
+    if (olen % ((size_t)V * sizeof(float))) {
+        fprintf(stderr, "%s holds %zu bytes, not a whole number of %d-float rows\n", other_path, olen, V);
         return 1;
     }
     if (f16) /* as the export stores them: matrices in f16, norms and router weights f32 */
@@ -230,21 +230,40 @@ static int logits_mode(const char *ckpt, const char *ids_path, const char *other
             if (p->ndim < 2 || strstr(p->name, ".router.")) continue;
             for (size_t j = 0; j < p->size; j++) m.params[p->offset + j] = gguf_f16_to_f32(gguf_f32_to_f16(m.params[p->offset + j]));
         }
-    model_forward(&m, ids, NULL, 1, n, ROUTE_INFER);
-    const float *ours = m.acts.logits;
+    /* one forward per line of IDS (strtok left NULs between the lines) */
     double maxabs = 0, scale = 0;
-    int agree = 0;
-    for (int t = 0; t < n; t++) {
-        int a = 0, b = 0;
-        for (int v = 0; v < V; v++) {
-            size_t i = (size_t)t * V + v;
-            maxabs = fmax(maxabs, fabs((double)ours[i] - other[i]));
-            scale = fmax(scale, fabs((double)ours[i]));
-            if (ours[i] > ours[(size_t)t * V + a]) a = v;
-            if (other[i] > other[(size_t)t * V + b]) b = v;
+    int agree = 0, total = 0;
+    char *s = text;
+    for (int li = 0; li < lines; li++) {
+        while (*s == 0) s++;
+        char *next = s + strlen(s), *e;
+        n = 0;
+        for (; (ids[n] = (int)strtol(s, &e, 10)), e != s; s = e) n++;
+        s = next;
+        if ((size_t)(total + n) * V * sizeof(float) > olen) {
+            fprintf(stderr, "%s has fewer rows than the ids\n", other_path);
+            return 1;
         }
-        agree += a == b;
+        model_forward(&m, ids, NULL, 1, n, ROUTE_INFER);
+        const float *ours = m.acts.logits, *theirs = other + (size_t)total * V;
+        for (int t = 0; t < n; t++) {
+            int a = 0, b = 0;
+            for (int v = 0; v < V; v++) {
+                size_t i = (size_t)t * V + v;
+                maxabs = fmax(maxabs, fabs((double)ours[i] - theirs[i]));
+                scale = fmax(scale, fabs((double)ours[i]));
+                if (ours[i] > ours[(size_t)t * V + a]) a = v;
+                if (theirs[i] > theirs[(size_t)t * V + b]) b = v;
+            }
+            agree += a == b;
+        }
+        total += n;
     }
+    if ((size_t)total * V * sizeof(float) != olen) {
+        fprintf(stderr, "%s has more rows than the ids\n", other_path);
+        return 1;
+    }
+    n = total;
     printf("positions %d maxabs %.3g scale %.3g argmax_agree %d\n", n, maxabs, scale, agree);
     free(ids);
     free(text);
