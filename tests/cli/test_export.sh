@@ -16,7 +16,7 @@ if command -v node >/dev/null && [ -f "$LLAMA_DIR/node-llama-cpp/dist/index.js" 
     export MOELAB_LLAMA_DIR="$PWD/$LLAMA_DIR"
     [ "${LLAMA_DIR#/}" != "$LLAMA_DIR" ] && export MOELAB_LLAMA_DIR="$LLAMA_DIR"
 else
-    skip export_llama_cpp "node-llama-cpp not found in $LLAMA_DIR (scripts/setup.sh --llama installs it): llama.cpp comparisons"
+    skip export_llama_cpp "node-llama-cpp not found in $LLAMA_DIR (install: npm install --omit=optional --prefix build/llama node-llama-cpp@3.22.1 @node-llama-cpp/linux-x64@3.22.1, as .ci/run does): llama.cpp comparisons"
 fi
 
 # ------------------------------------------------------------------ data and models
