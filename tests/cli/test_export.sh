@@ -79,6 +79,29 @@ done
 grep -q "architecture deepseek" <("$M" export "$T/plain" --format gguf --out "$T/p.gguf" --data "$T/bpe" 2>&1) &&
     pass export_arch_unnormalised || fail export_arch_unnormalised "plain top-k without renorm should map to deepseek"
 
+# ------------------------------------------------------------------ PyTorch loader
+
+# scripts/torch_load.py rebuilds the model from docs/model.md in plain PyTorch and must give
+# the loss `moelab eval` gives, on two configs that between them use every option.
+PY=${PYTHON:-/usr/bin/python3}
+if "$PY" -c 'import torch' 2>/dev/null; then
+    for d in byte bpe; do
+        names=$([ $d = byte ] && echo dense_shared || echo "topk dense_shared_rn")
+        out=$("$PY" scripts/torch_load.py $(for n in $names; do echo "$T/$n"; done) --data "$T/$d" --threads 2 2>&1)
+        for n in $names; do
+            ours=$("$M" eval "$T/$n" --data "$T/$d" --json 2>&1 | sed 's/.*"loss":\([^,]*\).*/\1/')
+            theirs=$(grep "\"$T/$n\"" <<<"$out" | sed 's/.*"loss": \([^,]*\).*/\1/')
+            if awk -v a="$ours" -v b="$theirs" 'BEGIN { d = a - b; exit !(b != "" && (d < 0 ? -d : d) <= 2e-5 * a) }'; then
+                pass "torch_load_$n (loss $theirs, moelab eval $ours)"
+            else
+                fail "torch_load_$n" "PyTorch loss '$theirs', moelab eval '$ours': $(tail -3 <<<"$out")"
+            fi
+        done
+    done
+else
+    skip torch_load "$PY has no torch (python3-torch): the PyTorch loader check"
+fi
+
 [ $have_llama = 1 ] || exit $((fails > 0))
 
 # ------------------------------------------------------------------ llama.cpp runs
