@@ -1,9 +1,9 @@
 /* GGUF export: the f16/bf16/q8_0 conversions against exact references, the file layout
  * read back by an independent parser, the architecture choice and refusals.
  * Also a helper for tests/cli/test_export.sh, which runs the file in llama.cpp:
- *   test_export --logits CKPT IDS OTHER.f32 [f16]
- * runs moelab's forward on each line of ids (weights rounded to f16 as the export stores them when
- * f16 is given) and prints how far OTHER's logits [n, V] are from ours. */
+ *   test_export --logits CKPT IDS OTHER.f32 [f16|bf16|q8_0]
+ * runs moelab's forward on each line of ids (with the weights rounded as the export stores
+ * them in that type) and prints how far OTHER's logits [n, V] are from ours. */
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include "io/gguf.h"
@@ -207,7 +207,31 @@ static void test_plan(void) {
 
 /* ---- helper for the llama.cpp comparison ---- */
 
-static int logits_mode(const char *ckpt, const char *ids_path, const char *other_path, int f16) {
+/* The weights as the export stores them in `type`: matrices rounded (q8_0: per block of 32
+ * along each row, f16 for rows that are not whole blocks), norms and router weights f32. */
+static void round_like_export(Model *m, GgType type) {
+    uint8_t blk[34];
+    for (int i = 0; i < m->table.n; i++) {
+        const ParamInfo *p = &m->table.items[i];
+        if (p->ndim < 2 || strstr(p->name, ".router.")) continue;
+        float *w = m->params + p->offset;
+        int row = p->shape[p->ndim - 1];
+        GgType t = type == GG_Q8_0 && row % GG_QK8_0 ? GG_F16 : type;
+        if (t == GG_Q8_0) {
+            for (size_t j = 0; j < p->size; j += GG_QK8_0) {
+                gguf_q8_0_block(w + j, blk);
+                uint16_t dh;
+                memcpy(&dh, blk, 2);
+                for (int q = 0; q < GG_QK8_0; q++) w[j + q] = (int8_t)blk[2 + q] * gguf_f16_to_f32(dh);
+            }
+        } else {
+            for (size_t j = 0; j < p->size; j++)
+                w[j] = t == GG_F16 ? gguf_f16_to_f32(gguf_f32_to_f16(w[j])) : gguf_bf16_to_f32(gguf_f32_to_bf16(w[j]));
+        }
+    }
+}
+
+static int logits_mode(const char *ckpt, const char *ids_path, const char *other_path, GgType type) {
     Model m;
     TrainConfig tc;
     memset(&m, 0, sizeof m);
@@ -224,12 +248,7 @@ static int logits_mode(const char *ckpt, const char *ids_path, const char *other
         fprintf(stderr, "%s holds %zu bytes, not a whole number of %d-float rows\n", other_path, olen, V);
         return 1;
     }
-    if (f16) /* as the export stores them: matrices in f16, norms and router weights f32 */
-        for (int i = 0; i < m.table.n; i++) {
-            const ParamInfo *p = &m.table.items[i];
-            if (p->ndim < 2 || strstr(p->name, ".router.")) continue;
-            for (size_t j = 0; j < p->size; j++) m.params[p->offset + j] = gguf_f16_to_f32(gguf_f32_to_f16(m.params[p->offset + j]));
-        }
+    if (type != GG_F32) round_like_export(&m, type);
     /* one forward per line of IDS (strtok left NULs between the lines) */
     double maxabs = 0, scale = 0;
     int agree = 0, total = 0;
@@ -273,8 +292,11 @@ static int logits_mode(const char *ckpt, const char *ids_path, const char *other
 }
 
 int main(int argc, char **argv) {
-    if (argc >= 5 && strcmp(argv[1], "--logits") == 0)
-        return logits_mode(argv[2], argv[3], argv[4], argc > 5 && strcmp(argv[5], "f16") == 0);
+    if (argc >= 5 && strcmp(argv[1], "--logits") == 0) {
+        GgType t = GG_F32;
+        if (argc > 5) t = strcmp(argv[5], "f16") == 0 ? GG_F16 : strcmp(argv[5], "bf16") == 0 ? GG_BF16 : GG_Q8_0;
+        return logits_mode(argv[2], argv[3], argv[4], t);
+    }
     if (tl_mktmp("gguf")) return 1;
     RUN(test_f16_roundtrip_and_rounding);
     RUN(test_bf16);

@@ -131,7 +131,7 @@ NGEN=40
 {
     for name in topk dense_shared dense_shared_rn plain; do
         d=$(model_data $name)
-        for ty in f32 f16; do echo "logits $T/$name.$ty.gguf $T/$d.ids $T/$name.$ty.f32"; done
+        for ty in f32 f16 bf16 q8_0; do echo "logits $T/$name.$ty.gguf $T/$d.ids $T/$name.$ty.f32"; done
         for i in 0 1 2; do echo "greedy $T/$name.f32.gguf $T/$d.prompt$i $NGEN $T/$name.gen$i"; done
     done
     echo "tokenize $T/topk.f32.gguf $T/real.txt $T/theirs.ids"
@@ -146,7 +146,7 @@ fi
 check_logits() { # NAME TYPE MAXABS-LIMIT(relative to the logit scale) MIN-ARGMAX-AGREEMENT
     local name=$1 ty=$2 lim=$3 agree=$4 r
     [ -s "$T/$name.$ty.f32" ] || { fail "llama_logits_${ty}_$name" "no logits from llama.cpp"; return; }
-    r=$("$H" --logits "$T/$name" "$T/$(model_data "$name").ids" "$T/$name.$ty.f32" $([ "$ty" = f16 ] && echo f16) 2>&1)
+    r=$("$H" --logits "$T/$name" "$T/$(model_data "$name").ids" "$T/$name.$ty.f32" $([ "$ty" != f32 ] && echo $ty) 2>&1)
     if awk -v lim="$lim" -v ag="$agree" '{ exit !($2 == 256 && $4 <= lim * $6 && $8 >= ag * $2) }' <<<"$r"; then
         pass "llama_logits_${ty}_$name ($r)"
     else
@@ -159,6 +159,10 @@ for name in topk dense_shared dense_shared_rn plain; do
     # f16 weights and, in ggml, f16 activations in every matmul: against our forward with the
     # same f16 weights, differences stay at f16's activation rounding
     check_logits $name f16 1e-2 0.98
+    # bf16 and q8_0: ggml rounds activations to bf16 / quantises them to q8_0 too; a
+    # coarser bound, but the file must run and follow our forward with the same weights
+    check_logits $name bf16 8e-2 0.9
+    check_logits $name q8_0 8e-2 0.9
 done
 
 # ------------------------------------------------------------------ greedy text
