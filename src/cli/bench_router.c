@@ -21,9 +21,10 @@ static void usage(void) {
     printf("usage: moelab bench --router NAME [--router-opts OPTS] [--experiment] [--repeats R] [--steps S]\n"
            "                    [--warmup-steps W] [--gen-opts 'A;B'] [--gen-passes P] [--threads N] [--json FILE]\n\n"
            "Training step time of router NAME against topk (renormalised gates) on the same model, config\n"
-           "and random batches, in one process: each repeat times S steps of both, in alternating order,\n"
-           "and takes the ratio of their median step times; the median ratio over repeats is reported,\n"
-           "with each router's share of the step (router forward + backward time / step time).\n"
+           "and random batches, in one process: R repeats of S pairs of steps, one step of each model back\n"
+           "to back (the order alternates), so both see the same machine load. Reports the median over\n"
+           "all pairs of (router step time / topk step time), each repeat's median (the range shows the\n"
+           "noise), and each router's share of the step (router forward + backward time / step time).\n"
            "Then generation: the decode path of `moelab sample` (one token at a time, KV cache, the\n"
            "causal routing rule) over a whole context, for the topk model and for the trained router\n"
            "model with each option set of --gen-opts appended to its options, interleaved, P passes.\n\n"
@@ -34,7 +35,7 @@ static void usage(void) {
            "                     batch 8, vocab 2048) instead of the benchmark config (d_model 256, 4 layers,\n"
            "                     8 experts top-2 of width 512, seq 256, batch 16, vocab 256)\n"
            "  --repeats R        interleaved repeats (default 5)\n"
-           "  --steps S          timed steps per model per repeat (default 4)\n"
+           "  --steps S          pairs of timed steps per repeat (default 4)\n"
            "  --warmup-steps W   untimed steps first, which also fill router statistics (default 3)\n"
            "  --gen-opts 'A;B'   router option sets for generation, ';'-separated (default: one, empty);\n"
            "                     e.g. 'eval_select=topk;eval_select=greedy' for mpmoe\n"
@@ -164,51 +165,45 @@ static double median(const double *v, int n) {
 }
 
 typedef struct {
-    double step_s[2], share[2], ratio; /* [0] topk, [1] the router: medians */
-    double *ratios;                   /* [repeats] */
+    double step_s[2], share[2], ratio; /* [0] topk, [1] the router: medians over every timed step */
+    double *ratios;                   /* [repeats]: each repeat's median pair ratio */
 } StepResult;
 
-/* Steps S of model `who` in repeat r: their median time and median router share. */
-static void time_steps(Trainee *t, const TrainConfig *tc, const Args *a, long *s, long total, int *inp, int *tgt,
-                       double *med_t, double *med_share) {
-    double *dt = ml_malloc(sizeof(double) * (size_t)a->steps), *sh = ml_malloc(sizeof(double) * (size_t)a->steps), rs;
-    for (int i = 0; i < a->steps; i++) {
-        dt[i] = train_step(t, tc, (*s)++, total, inp, tgt, &rs);
-        sh[i] = rs / dt[i];
-    }
-    *med_t = median(dt, a->steps);
-    *med_share = median(sh, a->steps);
-    free(dt);
-    free(sh);
-}
-
+/* Pairs of steps, one of each model back to back, so that load from other work on the
+ * machine hits both alike; the order alternates from pair to pair. The ratio of a pair
+ * is the router's step time over topk's; the reported ratio is the median over pairs. */
 static void bench_steps(Trainee *tr, const TrainConfig *tc, const Args *a, StepResult *res) {
-    int BT = tc->batch * tc->model.seq_len;
+    int BT = tc->batch * tc->model.seq_len, n = a->repeats * a->steps;
     int *inp = ml_malloc(sizeof(int) * (size_t)BT), *tgt = ml_malloc(sizeof(int) * (size_t)BT);
-    long total = a->warm + (long)a->repeats * a->steps, s[2] = {0, 0};
-    double rs, *t[2], *sh[2];
+    long total = a->warm + (long)n, s[2] = {0, 0};
+    double rs, *t[2], *sh[2], *pr = ml_malloc(sizeof(double) * (size_t)n);
     for (int w = 0; w < 2; w++) {
-        t[w] = ml_malloc(sizeof(double) * (size_t)a->repeats);
-        sh[w] = ml_malloc(sizeof(double) * (size_t)a->repeats);
+        t[w] = ml_malloc(sizeof(double) * (size_t)n);
+        sh[w] = ml_malloc(sizeof(double) * (size_t)n);
         for (int i = 0; i < a->warm; i++) train_step(&tr[w], tc, s[w]++, total, inp, tgt, &rs);
     }
     res->ratios = ml_malloc(sizeof(double) * (size_t)a->repeats);
     for (int r = 0; r < a->repeats; r++) {
-        for (int j = 0; j < 2; j++) {
-            int w = r % 2 ? 1 - j : j; /* topk first in even repeats, the router first in odd ones */
-            time_steps(&tr[w], tc, a, &s[w], total, inp, tgt, &t[w][r], &sh[w][r]);
+        for (int i = r * a->steps; i < (r + 1) * a->steps; i++) {
+            for (int j = 0; j < 2; j++) {
+                int w = i % 2 ? 1 - j : j;
+                t[w][i] = train_step(&tr[w], tc, s[w]++, total, inp, tgt, &rs);
+                sh[w][i] = rs / t[w][i];
+            }
+            pr[i] = t[1][i] / t[0][i];
         }
-        res->ratios[r] = t[1][r] / t[0][r];
-        fprintf(stderr, "repeat %d/%d: topk %.4f s, %s %.4f s per step, ratio %.4f\n", r + 1, a->repeats, t[0][r], a->router,
-                t[1][r], res->ratios[r]);
+        res->ratios[r] = median(pr + r * a->steps, a->steps);
+        fprintf(stderr, "repeat %d/%d: topk %.4f s, %s %.4f s per step (medians), ratio %.4f\n", r + 1, a->repeats,
+                median(t[0] + r * a->steps, a->steps), a->router, median(t[1] + r * a->steps, a->steps), res->ratios[r]);
     }
     for (int w = 0; w < 2; w++) {
-        res->step_s[w] = median(t[w], a->repeats);
-        res->share[w] = median(sh[w], a->repeats);
+        res->step_s[w] = median(t[w], n);
+        res->share[w] = median(sh[w], n);
         free(t[w]);
         free(sh[w]);
     }
-    res->ratio = median(res->ratios, a->repeats);
+    res->ratio = median(pr, n);
+    free(pr);
     free(inp);
     free(tgt);
 }
@@ -296,11 +291,11 @@ static void print_results(const Args *a, const TrainConfig *tc, const StepResult
            a->fine ? "fine-grained" : "benchmark", c->n_layers, c->dense_layers, c->d_model, c->n_experts, c->top_k,
            c->d_expert, c->n_shared, tc->batch, c->seq_len, c->vocab_size, threads);
     printf("router          %s%s%s\n", a->router, *a->opts ? " --router-opts " : "", a->opts);
-    printf("step time       topk %.4f s, %s %.4f s (medians of %d repeats x %d steps)\n", s->step_s[0], a->router,
-           s->step_s[1], a->repeats, a->steps);
+    printf("step time       topk %.4f s, %s %.4f s (medians of %d repeats x %d pairs of steps)\n", s->step_s[0],
+           a->router, s->step_s[1], a->repeats, a->steps);
     double lo = s->ratios[0], hi = s->ratios[0];
     for (int r = 1; r < a->repeats; r++) lo = fmin(lo, s->ratios[r]), hi = fmax(hi, s->ratios[r]);
-    printf("ratio           %.4f  (%s / topk: median over repeats of the per-repeat ratio; range %.4f..%.4f)\n", s->ratio,
+    printf("ratio           %.4f  (%s / topk: median over pairs of steps; repeats' medians %.4f..%.4f)\n", s->ratio,
            a->router, lo, hi);
     printf("router share    topk %.2f%%, %s %.2f%% of the step (difference %+.2f points)\n", 100 * s->share[0], a->router,
            100 * s->share[1], 100 * (s->share[1] - s->share[0]));
