@@ -6,7 +6,7 @@
 #   scripts/bench_route.sh [ROUTER] [REPEATS]      (default mpmoe, 3)
 # env: GEN_OPTS='eval_select=topk;eval_select=greedy' (the router's generation variants),
 #      THREADS=1, SWEEP=runs/mpmoe (also time sample on SWEEP/topk-s1 and SWEEP/<ROUTER>-s1),
-#      OUT=folder for the JSON (default: a temporary one)
+#      OUT=folder for the JSON (default: a temporary one), BIN=build/moelab
 set -euo pipefail
 cd "$(dirname "$0")/.."
 router=${1:-mpmoe}
@@ -14,7 +14,8 @@ reps=${2:-3}
 threads=${THREADS:-1}
 gen=${GEN_OPTS-eval_select=topk;eval_select=greedy}
 [ "$router" = topk ] && gen=""
-make --no-print-directory build/moelab >/dev/null
+BIN=${BIN:-build/moelab}
+[ "$BIN" = build/moelab ] && make --no-print-directory build/moelab >/dev/null
 out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 median() { sort -g | awk '{v[NR]=$1} END {if (NR) print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
@@ -25,7 +26,7 @@ for shape in bench experiment; do
         [ $who = topk ] && g="" || g=$gen
         for i in $(seq 1 "$reps"); do
             j=$out/$shape-$who-$i.json
-            build/moelab bench --router "$who" "${flag[@]}" --threads "$threads" --gen-opts "$g" --json "$j" \
+            "$BIN" bench --router "$who" "${flag[@]}" --threads "$threads" --gen-opts "$g" --json "$j" \
                 >"$out/$shape-$who-$i.txt" 2>"$out/$shape-$who-$i.err" || { cat "$out/$shape-$who-$i.err" >&2; exit 1; }
             echo "$shape $who run $i: ratio $(field ratio "$j"), router share $(field router_share "$j")"
         done
@@ -49,7 +50,7 @@ if [ -n "${SWEEP:-}" ] && [ -f "$SWEEP/topk-s1/model.safetensors" ] && [ -f "$SW
     for i in $(seq 1 $((reps * 3))); do
         for who in topk "$router"; do
             t0=$(date +%s.%N)
-            build/moelab sample "$SWEEP/$who-s1" --data "$data" --prompt "The " --tokens 120 --temperature 0 >/dev/null
+            "$BIN" sample "$SWEEP/$who-s1" --data "$data" --prompt "The " --tokens 120 --temperature 0 >/dev/null
             echo "$who $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { print b - a }')"
         done
     done >"$out/sample.txt"
