@@ -16,7 +16,8 @@ static void usage(void) {
            "Routing metrics of CHECKPOINT (a run folder or a .safetensors file) on DIR/<split>.bin, per\n"
            "MoE layer: expert load, load_cv, maxvio, dead_frac, route_entropy, usage_entropy, drop_frac,\n"
            "experts-per-token histogram, co-occurrence (cooc, overlap), expert_sim on probe tokens,\n"
-           "domain_mi and the domain x expert counts. Definitions: docs/metrics.md.\n\n"
+           "domain_mi and the domain x expert counts, and how the chosen experts compare with the router's\n"
+           "own top-k by probability (sel_differ, sel_mass, sel_mass_abs, sel_outside). Definitions: docs/metrics.md.\n\n"
            "  --split S          val (default) or train\n"
            "  --batch B          sequences per batch (default 8)\n"
            "  --batches N        batches to cover (default 0: the whole split)\n"
@@ -69,8 +70,9 @@ static void cell(double v) {
 
 static void print_table(const Metrics *mt) {
     static const char *cols[] = {"load_cv", "maxvio", "dead_frac", "route_entropy", "usage_entropy", "drop_frac",
-                                 "overlap", "expert_sim", "domain_mi"};
-    static const char *heads[] = {"load_cv", "maxvio", "dead", "route_H", "usage_H", "drop", "overlap", "exp_sim", "dom_mi"};
+                                 "overlap", "expert_sim", "domain_mi", "sel_differ", "sel_mass", "sel_outside"};
+    static const char *heads[] = {"load_cv", "maxvio", "dead", "route_H", "usage_H", "drop", "overlap", "exp_sim", "dom_mi",
+                                  "sel_diff", "sel_mass", "sel_out"};
     int n = sizeof cols / sizeof cols[0];
     printf("layer");
     for (int c = 0; c < n; c++) printf(" %9s", heads[c]);
