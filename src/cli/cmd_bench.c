@@ -1,6 +1,7 @@
 /* moelab bench: training throughput of moelab and of the PyTorch mirror on the same
  * config and thread count, in one run, with MFU against this machine's measured sgemm peak. */
 #include "cli/commands.h"
+#include "core/spawn.h"
 #include "core/util.h"
 #include "model/model.h"
 #include "model/optim.h"
@@ -118,21 +119,25 @@ static int find_mirror(char *out, size_t n) {
 }
 
 static double bench_mirror(const char *python, int threads, int steps, int warm) {
-    char script[PATH_MAX + 64], cmd[2 * PATH_MAX + 256], line[4096];
+    char script[PATH_MAX + 64], nt[16], ns[16], nw[16];
     if (find_mirror(script, sizeof script)) {
         fprintf(stderr, "moelab bench: MIRROR SKIPPED: tests/mirror/bench_mirror.py not found\n");
         return -1;
     }
-    snprintf(cmd, sizeof cmd, "'%s' '%s' --threads %d --steps %d --warmup-steps %d", python, script, threads, steps, warm);
-    fprintf(stderr, "running the PyTorch mirror: %s\n", cmd);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
+    snprintf(nt, sizeof nt, "%d", threads);
+    snprintf(ns, sizeof ns, "%d", steps);
+    snprintf(nw, sizeof nw, "%d", warm);
+    /* An argument vector, never a shell line: --python is a path, not a command. */
+    char *argv[] = {(char *)python, script, "--threads", nt, "--steps", ns, "--warmup-steps", nw, NULL};
+    fprintf(stderr, "running the PyTorch mirror: %s %s --threads %s --steps %s --warmup-steps %s\n", python, script, nt,
+            ns, nw);
+    int code;
+    char *out = ml_spawn_capture(argv, 0, 1 << 20, &code, NULL);
     double tps = -1;
-    while (fgets(line, sizeof line, p)) {
-        char *at = strstr(line, "\"tok_per_s\":");
-        if (at) tps = strtod(at + 12, NULL);
-    }
-    if (pclose(p) != 0 || tps <= 0) {
+    const char *at = out ? strstr(out, "\"tok_per_s\":") : NULL;
+    if (at) tps = strtod(at + 12, NULL);
+    free(out);
+    if (code != 0 || !(tps > 0)) {
         fprintf(stderr, "moelab bench: MIRROR FAILED (is python3-torch installed? %s)\n", python);
         return -1;
     }

@@ -2,6 +2,7 @@
  * (paths, folders, globs, Debian package lists), reading possibly gzip'd files, and
  * cutting text into documents. */
 #include "data/manifest.h"
+#include "core/spawn.h"
 #include "core/util.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -333,35 +334,21 @@ static int add_files_entry(Lister *ls, const char *entry) {
     return rc;
 }
 
-/* Runs a dpkg-query command; returns its output (NUL-terminated) and exit status. */
-static char *run_query(const char *cmd, int *status) {
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        *status = -1;
-        return NULL;
-    }
-    size_t n = 0, cap = 4096;
-    char *buf = ml_malloc(cap);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += got;
-        if (cap - n - 1 == 0) buf = ml_realloc(buf, cap *= 2);
-    }
-    buf[n] = 0;
-    int st = pclose(p);
-    *status = (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
-    return buf;
+/* Runs dpkg-query with these arguments (a vector: a package name is never parsed by a
+ * shell); returns its output (NUL-terminated) and exit status. */
+static char *run_query(const char *opt1, const char *opt2, const char *pkg, int *status) {
+    char *argv[] = {"dpkg-query", (char *)opt1, (char *)opt2, "--", (char *)pkg, NULL};
+    if (!opt2) argv[2] = "--", argv[3] = (char *)pkg, argv[4] = NULL;
+    return ml_spawn_capture(argv, 1, (size_t)1 << 30, status, NULL);
 }
 
 /* Checks the package is installed and records its version; files come from `dpkg-query -L`
  * (what `dpkg -L` prints), keeping regular files that match an include glob. */
 static int add_package(Lister *ls, const char *pkg) {
     const ManifestDomain *d = ls->dom;
-    char cmd[256];
     int st;
-    snprintf(cmd, sizeof cmd, "dpkg-query -W -f='${db:Status-Abbrev}|${Version}' '%s' 2>/dev/null", pkg);
-    char *info = run_query(cmd, &st);
-    int installed = info && st == 0 && strncmp(info, "ii", 2) == 0;
+    char *info = run_query("-W", "-f=${db:Status-Abbrev}|${Version}", pkg, &st);
+    int installed = info && st == 0 && strncmp(info, "ii", 2) == 0 && strchr(info, '|');
     if (!installed) {
         free(info);
         if (st == 127 || st == -1)
@@ -376,8 +363,7 @@ static int add_package(Lister *ls, const char *pkg) {
     out->pkgs[out->n_pkgs++].version = ml_strdup(strchr(info, '|') + 1);
     free(info);
 
-    snprintf(cmd, sizeof cmd, "dpkg-query -L '%s' 2>/dev/null", pkg);
-    char *list = run_query(cmd, &st);
+    char *list = run_query("-L", NULL, pkg, &st);
     if (!list || st != 0) {
         free(list);
         return ml_fail("domain '%s': 'dpkg-query -L %s' failed", d->name, pkg);
