@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 /* ---------------------------------------------------------------- small helpers */
@@ -197,7 +198,7 @@ int manifest_parse(Manifest *m, const char *json, const char *base_dir, const ch
 
 int manifest_load(Manifest *m, const char *path) {
     memset(m, 0, sizeof *m);
-    char *text = ml_read_file(path, NULL);
+    char *text = ml_read_file_max(path, NULL, ML_READ_MAX_TEXT);
     if (!text) {
         char why[512];
         snprintf(why, sizeof why, "%s", ml_last_error());
@@ -458,11 +459,13 @@ void domain_files_free(DomainFiles *f) {
 #define MAX_FILE_BYTES ((size_t)1 << 31) /* a bound on decompressed size: a gzip bomb fails cleanly */
 
 char *corpus_read_file(const char *path, size_t *len) {
-    struct stat st;
-    if (stat(path, &st) != 0) return ml_fail("cannot read '%s': %s", path, strerror(errno)), NULL;
-    if (!S_ISREG(st.st_mode)) return ml_fail("'%s' is not a regular file", path), NULL;
-    gzFile f = gzopen(path, "rb"); /* reads plain files unchanged */
-    if (!f) return ml_fail("cannot open '%s': %s", path, strerror(errno)), NULL;
+    int fd = ml_open_regular(path, NULL);
+    if (fd < 0) return NULL;
+    gzFile f = gzdopen(fd, "rb"); /* reads plain files unchanged */
+    if (!f) {
+        close(fd);
+        return ml_fail("cannot open '%s': %s", path, strerror(errno)), NULL;
+    }
     gzbuffer(f, 1 << 17);
     size_t n = 0, cap = 1 << 16;
     char *buf = ml_malloc(cap + 1);

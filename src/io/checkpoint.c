@@ -259,8 +259,8 @@ int checkpoint_load_model(const char *path, Model *m, TrainConfig *tc) {
 /* Only the header of model.safetensors is needed to cross-check the step and config;
  * the weights were already validated by checkpoint_load_model. */
 static int read_model_header(const char *path, StFile *f) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ml_fail("cannot open '%s': %s", path, strerror(errno));
+    FILE *fp = ml_fopen_regular(path, NULL);
+    if (!fp) return -1;
     unsigned char len8[8];
     uint64_t hlen = 0;
     int rc = fread(len8, 1, 8, fp) == 8 ? 0 : ml_fail("%s: truncated: shorter than the 8-byte header length", path);

@@ -186,7 +186,7 @@ int config_apply_json_text(TrainConfig *c, const char *text) {
 }
 
 int config_load_json(TrainConfig *c, const char *path) {
-    char *text = ml_read_file(path, NULL);
+    char *text = ml_read_file_max(path, NULL, ML_READ_MAX_TEXT);
     if (!text) return -1;
     int rc = config_apply_json_text(c, text);
     free(text);
