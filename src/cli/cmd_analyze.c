@@ -2,6 +2,7 @@
  * (docs/metrics.md has the schema) and a per-layer table. */
 #include "cli/commands.h"
 #include "core/util.h"
+#include "model/sizes.h"
 #include "io/checkpoint.h"
 #include "metrics/metrics.h"
 #include "train/trainer.h"
@@ -128,6 +129,7 @@ int cmd_analyze(int argc, char **argv) {
     memset(&mt, 0, sizeof mt);
     set_threads(a.threads);
     if (rc == 0) rc = cli_load_model_and_split(a.ckpt, a.data, a.split, &m, &tc, &s);
+    if (rc == 0) rc = sizes_check_run(&m.cfg, a.batch, m.cfg.seq_len, 0);
     if (rc == 0) {
         metrics_init(&mt, &m.cfg, s.n_domains, METRICS_FULL);
         mt.probe_tokens = a.probe;

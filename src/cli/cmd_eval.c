@@ -1,5 +1,6 @@
 #include "cli/commands.h"
 #include "core/util.h"
+#include "model/sizes.h"
 #include "io/checkpoint.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
@@ -85,6 +86,7 @@ int cmd_eval(int argc, char **argv) {
     set_threads(threads);
     if (rc == 0) rc = cli_load_model_and_split(ckpt, data, split, &m, &tc, &s);
     if (rc == 0) rc = data_meta_load(&meta, data);
+    if (rc == 0) rc = sizes_check_run(&m.cfg, batch, m.cfg.seq_len, 0);
     EvalResult ev;
     if (rc == 0) rc = evaluate(&m, &s, &meta, batch, m.cfg.seq_len, batches, strcmp(mode_s, "infer") ? ROUTE_EVAL : ROUTE_INFER, &ev, NULL, NULL);
     if (rc == 0) {

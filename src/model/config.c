@@ -1,4 +1,5 @@
 #include "model/config.h"
+#include "model/sizes.h"
 #include "core/util.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -218,13 +219,13 @@ int config_validate_model(const ModelConfig *m) {
     if (!(m->rope_theta > 1.0f)) return ml_fail("rope-theta must be > 1");
     if (!(m->norm_eps > 0.0f)) return ml_fail("norm-eps must be > 0");
     if (m->aux_coef < 0 || m->z_coef < 0) return ml_fail("aux-coef and z-coef must be >= 0");
-    return 0;
+    return sizes_check_model(m);
 }
 
 int config_validate(const TrainConfig *c) {
     if (config_validate_model(&c->model)) return -1;
-    if (c->batch < 1) return ml_fail("batch must be >= 1 (got %d)", c->batch);
-    if (c->grad_accum < 1) return ml_fail("grad-accum must be >= 1 (got %d)", c->grad_accum);
+    if (c->batch < 1 || c->batch > 65536) return ml_fail("batch must be in 1..65536 (got %d)", c->batch);
+    if (c->grad_accum < 1 || c->grad_accum > 65536) return ml_fail("grad-accum must be in 1..65536 (got %d)", c->grad_accum);
     if (c->steps < 1) return ml_fail("steps must be >= 1 (got %d)", c->steps);
     if (c->warmup < 0 || c->stop_at < 0 || c->eval_every < 0 || c->ckpt_every < 0) return ml_fail("warmup, stop-at, eval-every and ckpt-every must be >= 0");
     if (c->eval_batches < 1) return ml_fail("eval-batches must be >= 1");

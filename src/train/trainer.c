@@ -4,6 +4,7 @@
 #include "metrics/metrics.h"
 #include "model/model.h"
 #include "model/optim.h"
+#include "model/sizes.h"
 #include "train/evaluate.h"
 #include <cblas.h>
 #include <errno.h>
@@ -190,7 +191,7 @@ static int setup(Run *r, TrainArgs *a) {
     if (r->tc.model.vocab_size == 0) r->tc.model.vocab_size = r->meta.vocab_size;
     if (r->tc.model.vocab_size != r->meta.vocab_size)
         return ml_fail("--vocab %d differs from the data's vocabulary (%d)", r->tc.model.vocab_size, r->meta.vocab_size);
-    if (config_validate(&r->tc)) return -1;
+    if (config_validate(&r->tc) || sizes_check_run(&r->tc.model, r->tc.batch, r->tc.model.seq_len, 1)) return -1;
     if (ml_file_exists(run_path(r, a->out_dir, "model.safetensors")))
         return ml_fail("%s already holds a checkpoint: continue it with --resume, or choose another --out", a->out_dir);
     static const char *const left[] = {"log.jsonl", "optim.safetensors", "config.json"};
