@@ -378,7 +378,7 @@ int data_meta_load(DataMeta *m, const char *dir) {
     const cJSON *vs = cJSON_GetObjectItemCaseSensitive(root, "vocab_size");
     if (!cJSON_IsString(tok) || !tok->valuestring[0] || strlen(tok->valuestring) >= sizeof m->tokenizer)
         return meta_fail(m, root, ml_fail("%s: missing or bad \"tokenizer\"", path));
-    if (!cJSON_IsNumber(vs) || vs->valuedouble < 1 || vs->valuedouble > INT32_MAX || vs->valuedouble != (int)vs->valuedouble)
+    if (!cJSON_IsNumber(vs) || vs->valuedouble < 1 || vs->valuedouble > (1 << 24) || vs->valuedouble != (int)vs->valuedouble)
         return meta_fail(m, root, ml_fail("%s: missing or bad \"vocab_size\"", path));
     strcpy(m->tokenizer, tok->valuestring);
     m->vocab_size = (int)vs->valuedouble;

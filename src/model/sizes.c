@@ -84,7 +84,12 @@ int sizes_kv(const ModelConfig *m, uint64_t *floats) {
     return 0;
 }
 
+static uint64_t g_limit;
+
+void sizes_set_memory_limit(uint64_t bytes) { g_limit = bytes; }
+
 static uint64_t machine_bytes(void) {
+    if (g_limit) return g_limit;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     return pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : UINT64_MAX;
 }

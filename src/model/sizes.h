@@ -18,6 +18,10 @@ int sizes_params(const ModelConfig *m, uint64_t *floats);
 int sizes_activations(const ModelConfig *m, int B, int T, uint64_t *floats);
 int sizes_kv(const ModelConfig *m, uint64_t *floats);
 
+/* Caps the memory the checks below allow at `bytes` (0: this machine's memory), for
+ * tests and fuzzers that must stay small. */
+void sizes_set_memory_limit(uint64_t bytes);
+
 /* The model alone (parameters, gradients, KV cache): bounds, then this machine's memory. */
 int sizes_check_model(const ModelConfig *m);
 /* A run over B x T tokens: the model, activations and, when training, the AdamW moments. */
