@@ -106,6 +106,7 @@ static int parse_args(int argc, char **argv, AnalyzeArgs *a, int *help) {
         else if (!a->ckpt) a->ckpt = f;
         else rc = ml_fail("unexpected argument '%s'", f);
     }
+    if (rc == 0 && a->threads > 1024) rc = ml_fail("--threads must be in 0..1024 (0: all cores)");
     if (rc == 0 && !a->ckpt) rc = ml_fail("a CHECKPOINT is required");
     if (rc == 0 && !a->data) rc = ml_fail("--data DIR is required");
     if (rc == 0 && strcmp(a->split, "val") && strcmp(a->split, "train")) rc = ml_fail("--split must be val or train (got '%s')", a->split);

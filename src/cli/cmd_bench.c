@@ -164,6 +164,13 @@ static int thread_split(int steps, int warm) {
     return 0;
 }
 
+/* A whole number in 0..max, else -1 (refused below with the valid ranges). */
+static int count_flag(const char *v, long max) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    return *v && !*end && x >= 0 && x <= max ? (int)x : -1;
+}
+
 int cmd_bench(int argc, char **argv) {
     int threads = 0, steps = 10, warm = 2, mirror = 1, split = 0;
     const char *python = "/usr/bin/python3", *json = NULL;
@@ -175,9 +182,9 @@ int cmd_bench(int argc, char **argv) {
         }
         if (strcmp(f, "--no-mirror") == 0) mirror = 0;
         else if (strcmp(f, "--thread-split") == 0) split = 1;
-        else if (strcmp(f, "--threads") == 0 && v) threads = atoi(argv[++i]);
-        else if (strcmp(f, "--steps") == 0 && v) steps = atoi(argv[++i]);
-        else if (strcmp(f, "--warmup-steps") == 0 && v) warm = atoi(argv[++i]);
+        else if (strcmp(f, "--threads") == 0 && v) threads = count_flag(argv[++i], 1024);
+        else if (strcmp(f, "--steps") == 0 && v) steps = count_flag(argv[++i], 100000);
+        else if (strcmp(f, "--warmup-steps") == 0 && v) warm = count_flag(argv[++i], 100000);
         else if (strcmp(f, "--python") == 0 && v) python = argv[++i];
         else if (strcmp(f, "--json") == 0 && v) json = argv[++i];
         else {
@@ -186,7 +193,7 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (steps < 1 || warm < 0 || threads < 0) {
-        fprintf(stderr, "moelab bench: --steps must be >= 1, --warmup-steps and --threads >= 0\n");
+        fprintf(stderr, "moelab bench: --steps must be in 1..100000, --warmup-steps in 0..100000, --threads in 0..1024\n");
         return 1;
     }
     if (split) {

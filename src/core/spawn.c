@@ -2,6 +2,7 @@
 #include "core/util.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -9,6 +10,8 @@
 
 /* In the child: only async-signal-safe calls between fork and exec. */
 static void child(char *const argv[], int out_fd, int quiet) {
+    signal(SIGPIPE, SIG_DFL); /* ignored signals stay ignored across exec */
+    signal(SIGXFSZ, SIG_DFL);
     int null_fd = open("/dev/null", O_RDWR);
     if (null_fd >= 0) {
         dup2(null_fd, 0);

@@ -58,6 +58,7 @@ static const Field FIELDS[] = {
     TF("beta2", F_FLOAT, beta2, "AdamW beta2"),
     TF("adam-eps", F_FLOAT, adam_eps, "AdamW epsilon"),
     TF("grad-clip", F_FLOAT, grad_clip, "global gradient-norm clip (0: off)"),
+    TF("bad-steps", F_INT, bad_steps, "steps with a non-finite loss or gradient are skipped; this many in a row stop training"),
     TF("seed", F_U64, seed, "random seed for init and data order"),
 };
 #define N_FIELDS (sizeof FIELDS / sizeof FIELDS[0])
@@ -100,6 +101,7 @@ void config_defaults(TrainConfig *c) {
     c->adam_eps = 1e-8f;
     c->grad_clip = 1.0f;
     c->seed = 1337;
+    c->bad_steps = 3;
 }
 
 static const Field *find_field(const char *name) {
@@ -237,6 +239,7 @@ int config_validate(const TrainConfig *c) {
     if (c->beta1 < 0 || c->beta1 >= 1 || c->beta2 < 0 || c->beta2 >= 1) return ml_fail("beta1 and beta2 must be in [0,1)");
     if (!(c->adam_eps > 0)) return ml_fail("adam-eps must be > 0");
     if (c->grad_clip < 0) return ml_fail("grad-clip must be >= 0");
+    if (c->bad_steps < 1 || c->bad_steps > 1000000) return ml_fail("bad-steps must be in 1..1000000");
     return 0;
 }
 

@@ -33,6 +33,13 @@ static void push(cJSON ***arr, int *n, cJSON *item) {
     (*arr)[(*n)++] = item;
 }
 
+/* A non-finite number is logged as null: one among the line's top-level values. */
+static int has_null_number(const cJSON *j) {
+    for (const cJSON *it = cJSON_IsObject(j) ? j->child : NULL; it; it = it->next)
+        if (cJSON_IsNull(it)) return 1;
+    return 0;
+}
+
 int runlog_load(RunLog *r, const char *dir) {
     memset(r, 0, sizeof *r);
     char *p = path_join(dir, "log.jsonl");
@@ -58,6 +65,7 @@ int runlog_load(RunLog *r, const char *dir) {
         if (nl) *nl = 0;
         if (!*line) continue;
         cJSON *j = cJSON_Parse(line);
+        r->nonfinite += j ? has_null_number(j) : strstr(line, "nan") != NULL || strstr(line, "inf") != NULL;
         if (!j || !cJSON_IsObject(j) || !cJSON_GetObjectItemCaseSensitive(j, "step")) {
             cJSON_Delete(j);
             r->bad_lines++;
