@@ -2,6 +2,7 @@
  * (docs/metrics.md has the schema) and a per-layer table. */
 #include "cli/commands.h"
 #include "core/util.h"
+#include "model/sizes.h"
 #include "io/checkpoint.h"
 #include "metrics/metrics.h"
 #include "train/trainer.h"
@@ -107,6 +108,7 @@ static int parse_args(int argc, char **argv, AnalyzeArgs *a, int *help) {
         else if (!a->ckpt) a->ckpt = f;
         else rc = ml_fail("unexpected argument '%s'", f);
     }
+    if (rc == 0 && a->threads > 1024) rc = ml_fail("--threads must be in 0..1024 (0: all cores)");
     if (rc == 0 && !a->ckpt) rc = ml_fail("a CHECKPOINT is required");
     if (rc == 0 && !a->data) rc = ml_fail("--data DIR is required");
     if (rc == 0 && strcmp(a->split, "val") && strcmp(a->split, "train")) rc = ml_fail("--split must be val or train (got '%s')", a->split);
@@ -130,6 +132,7 @@ int cmd_analyze(int argc, char **argv) {
     memset(&mt, 0, sizeof mt);
     set_threads(a.threads);
     if (rc == 0) rc = cli_load_model_and_split(a.ckpt, a.data, a.split, &m, &tc, &s);
+    if (rc == 0) rc = sizes_check_run(&m.cfg, a.batch, m.cfg.seq_len, 0);
     if (rc == 0) {
         metrics_init(&mt, &m.cfg, s.n_domains, METRICS_FULL);
         mt.probe_tokens = a.probe;

@@ -223,6 +223,14 @@ static int results_section(Str *b, const RunSet *s, const Table *t) {
         snprintf(msg, sizeof msg, "%d of %d runs are not finished: their columns use their latest evaluation.", unfinished, s->n_runs);
         note(b, msg);
     }
+    for (int i = 0; i < s->n_runs; i++)
+        if (s->runs[i].log.nonfinite) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "Warning: run %.200s has %d log lines with non-finite values (NaN or Inf): the "
+                     "training diverged there; those values are missing from the tables and charts.",
+                     s->runs[i].log.name, s->runs[i].log.nonfinite);
+            note(b, msg);
+        }
     html_table(b, s, t, SEC_QUALITY, "Quality (validation)");
     html_table(b, s, t, SEC_DOMAIN, "Validation by domain");
     str_add(b, "<div class=\"pair\">\n"); /* the two routing tables side by side when they fit */
