@@ -1,8 +1,11 @@
 #include "cli/commands.h"
 #include "core/util.h"
+#include "model/sizes.h"
 #include "io/checkpoint.h"
+#include "io/jsonl.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,18 +40,24 @@ static void print_text(const char *split, const char *mode, const EvalResult *ev
     }
 }
 
-/* "domains" maps each domain with tokens to its loss, bits per byte and token count. */
-static void print_json(const char *split, const char *mode, const EvalResult *ev) {
-    printf("{\"split\":\"%s\",\"mode\":\"%s\",\"loss\":%.6f,\"bpb\":%.6f,\"tokens\":%ld,\"domains\":{", split, mode,
-           ev->loss, ev->bpb, ev->tokens);
+/* "domains" maps each domain with tokens to its loss, bits per byte and token count;
+ * a non-finite loss (a diverged model) is null. -1 (ml_fail) when stdout fails. */
+static int print_json(const char *split, const char *mode, const EvalResult *ev) {
+    fflush(stdout);
+    FILE *out = jsonl_fdopen(1);
+    if (!out) return -1;
+    fprintf(out, "{\"split\":\"%s\",\"mode\":\"%s\",\"loss\":%.6f,\"bpb\":%.6f,\"tokens\":%ld,\"domains\":{", split, mode,
+            ev->loss, ev->bpb, ev->tokens);
     int first = 1;
     for (int d = 0; d < ev->n_domains; d++) {
         const EvalDomain *x = &ev->domains[d];
         if (x->tokens == 0 || !eval_domain_name_ok(x->name)) continue;
-        printf("%s\"%s\":{\"loss\":%.6f,\"bpb\":%.6f,\"tokens\":%ld}", first ? "" : ",", x->name, x->loss, x->bpb, x->tokens);
+        fprintf(out, "%s\"%s\":{\"loss\":%.6f,\"bpb\":%.6f,\"tokens\":%ld}", first ? "" : ",", x->name, x->loss, x->bpb,
+                x->tokens);
         first = 0;
     }
-    printf("}}\n");
+    fprintf(out, "}}\n");
+    return fclose(out) == 0 ? 0 : ml_fail("cannot write standard output: %s", strerror(errno));
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -72,6 +81,7 @@ int cmd_eval(int argc, char **argv) {
         else rc = ml_fail("unexpected argument '%s'", f);
     }
     if (rc == 0 && !ckpt) rc = ml_fail("a CHECKPOINT is required");
+    if (rc == 0 && threads > 1024) rc = ml_fail("--threads must be in 0..1024 (0: all cores)");
     if (rc == 0 && !data) rc = ml_fail("--data DIR is required");
     if (rc == 0 && strcmp(split, "val") && strcmp(split, "train")) rc = ml_fail("--split must be val or train");
     if (rc == 0 && strcmp(mode_s, "eval") && strcmp(mode_s, "infer")) rc = ml_fail("--mode must be eval or infer");
@@ -85,10 +95,11 @@ int cmd_eval(int argc, char **argv) {
     set_threads(threads);
     if (rc == 0) rc = cli_load_model_and_split(ckpt, data, split, &m, &tc, &s);
     if (rc == 0) rc = data_meta_load(&meta, data);
+    if (rc == 0) rc = sizes_check_run(&m.cfg, batch, m.cfg.seq_len, 0);
     EvalResult ev;
     if (rc == 0) rc = evaluate(&m, &s, &meta, batch, m.cfg.seq_len, batches, strcmp(mode_s, "infer") ? ROUTE_EVAL : ROUTE_INFER, &ev, NULL, NULL);
     if (rc == 0) {
-        if (json) print_json(split, mode_s, &ev);
+        if (json) rc = print_json(split, mode_s, &ev);
         else print_text(split, mode_s, &ev);
     }
     if (rc) fprintf(stderr, "moelab eval: %s\n", ml_last_error());

@@ -98,6 +98,7 @@ int cmd_sample(int argc, char **argv) {
     memset(&m, 0, sizeof m);
     set_threads(1); /* one token at a time: threads only add synchronisation */
     if (rc == 0) rc = checkpoint_load_model(ckpt, &m, &tc);
+    if (rc == 0) cli_warn_nonfinite(ckpt, &m);
     char data_tok[4096];
     if (!tok_path && data_dir) {
         snprintf(data_tok, sizeof data_tok, "%s/tokenizer.json", data_dir);

@@ -14,6 +14,7 @@ int cmd_tokenizer(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_route(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 
 /* Shared flag helper: true when argv[i] is -h or --help. */
@@ -24,5 +25,7 @@ int cli_is_help(const char *arg);
 const char *cli_flag_value(int argc, char **argv, int *i, const char *flag, int *missing);
 /* Loads CHECKPOINT (run folder or .safetensors) and DATA/<split>.bin, checking they share a vocabulary. */
 int cli_load_model_and_split(const char *ckpt, const char *data, const char *split, Model *m, TrainConfig *tc, Shard *s);
+/* Says on stderr when m (loaded from ckpt) holds NaN or Inf values. */
+void cli_warn_nonfinite(const char *ckpt, const Model *m);
 
 #endif

@@ -4,7 +4,10 @@
 #include "metrics/metrics.h"
 #include "model/model.h"
 #include "model/optim.h"
+#include "model/sizes.h"
+#include "io/jsonl.h"
 #include "train/evaluate.h"
+#include "train/guard.h"
 #include <cblas.h>
 #include <errno.h>
 #include <omp.h>
@@ -28,6 +31,7 @@ typedef struct {
     Shard train, val;
     DataMeta meta;
     FILE *log;
+    StepGuard guard; /* non-finite steps */
     Metrics mt; /* routing metrics of the step being logged (cheap ones only) */
     char path[4096];
 } Run;
@@ -86,9 +90,8 @@ static int open_log(Run *r, const char *out, long keep_through_step) {
         free(text);
         if (rc) return -1;
     }
-    r->log = fopen(path, "a");
-    if (!r->log) return ml_fail("cannot open %s: %s", path, strerror(errno));
-    return 0;
+    r->log = jsonl_open(path); /* non-finite numbers become null; write errors surface */
+    return r->log ? 0 : -1;
 }
 
 static void log_eval(Run *r, long step, const EvalResult *ev, const EvalResult *ev_infer, const Metrics *mt) {
@@ -164,7 +167,8 @@ static float train_step(Run *r, int *inp, int *tgt, float lr, float *grad_norm, 
         *n_rl = n;
     }
     *grad_norm = clip_grad_norm(m->grads, m->table.total, tc->grad_clip);
-    adamw_step(&r->opt, &m->table, m->params, m->grads, lr, tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay);
+    if (guard_finite(&r->guard, r->st.step + 1, loss, *grad_norm))
+        adamw_step(&r->opt, &m->table, m->params, m->grads, lr, tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay);
     return loss;
 }
 
@@ -190,7 +194,7 @@ static int setup(Run *r, TrainArgs *a) {
     if (r->tc.model.vocab_size == 0) r->tc.model.vocab_size = r->meta.vocab_size;
     if (r->tc.model.vocab_size != r->meta.vocab_size)
         return ml_fail("--vocab %d differs from the data's vocabulary (%d)", r->tc.model.vocab_size, r->meta.vocab_size);
-    if (config_validate(&r->tc)) return -1;
+    if (config_validate(&r->tc) || sizes_check_run(&r->tc.model, r->tc.batch, r->tc.model.seq_len, 1)) return -1;
     if (ml_file_exists(run_path(r, a->out_dir, "model.safetensors")))
         return ml_fail("%s already holds a checkpoint: continue it with --resume, or choose another --out", a->out_dir);
     static const char *const left[] = {"log.jsonl", "optim.safetensors", "config.json"};
@@ -232,6 +236,7 @@ static int loop(Run *r, TrainArgs *a) {
     int rc = 0;
     model_set_step(m, r->st.step, tc->steps);
     metrics_init(&r->mt, &m->cfg, 0, METRICS_CHEAP);
+    guard_init(&r->guard, tc->bad_steps);
     while (r->st.step < last && rc == 0) {
         long s = r->st.step;
         float lr = lr_at((int)s, tc->steps, tc->warmup, tc->lr, tc->min_lr_frac), gn, rl[ROUTER_MAX_LOSSES];
@@ -255,6 +260,9 @@ static int loop(Run *r, TrainArgs *a) {
             fprintf(r->log, "}\n");
             fflush(r->log);
         }
+        if (fflush(r->log) != 0 || ferror(r->log)) rc = ml_fail("%s/log.jsonl: write failed: %s", a->out_dir, strerror(errno));
+        if (rc == 0) rc = guard_check(&r->guard);
+        if (rc) break;
         double elapsed = ml_now() - t_start, rate = tokens_done / elapsed;
         if (!a->quiet) progress(r, r->st.step, last, loss, lr, rate, (last - r->st.step) * tok / rate);
         if (tc->eval_every > 0 && r->st.step % tc->eval_every == 0 && r->st.step != last) rc = run_eval(r, r->st.step, a->quiet);
