@@ -42,6 +42,11 @@ train dense_shared byte --renorm 0 --dense-layers 1 --shared 1 --tie-embeddings 
 train dense_shared_rn bpe --renorm 1 --dense-layers 1 --shared 1 --tie-embeddings 1 --rope-theta 500 --norm-eps 1e-6
 # unnormalised without a shared expert: deepseek with an all-zero shared expert
 train plain bpe --renorm 0
+# mpmoe routed by top-k at inference: renormalised gates whatever --renorm says, ernie4_5-moe
+train mpmoe bpe --router mpmoe --router-opts eval_select=topk --renorm 0
+# mpmoe's greedy selection at inference has no llama.cpp form: refused
+train mpmoe_greedy bpe --router mpmoe --steps 2
+MODELS=(topk dense_shared dense_shared_rn plain mpmoe)
 
 tokdata() { [ -f "$T/$1/tokenizer.json" ] && echo "--data $T/$1"; }
 model_data() { case $1 in dense_shared) echo byte ;; *) echo bpe ;; esac; }
@@ -66,9 +71,10 @@ refuses export_no_tokenizer "tokenizer is needed" "$T/topk" --format gguf --out 
 refuses export_wrong_tokenizer "has vocab" "$T/dense_shared" --format gguf --out "$T/x.gguf" --data "$T/bpe"
 refuses export_no_checkpoint "" "$T/nothing" --format gguf --out "$T/x.gguf"
 refuses export_bad_dir "" "$T/topk" --format gguf --out "$T/no/such/dir/x.gguf" --data "$T/bpe"
+refuses export_mpmoe_greedy "eval_select=topk" "$T/mpmoe_greedy" --format gguf --out "$T/x.gguf" --data "$T/bpe"
 
 for ty in f32 f16 bf16 q8_0; do
-    for name in topk dense_shared dense_shared_rn plain; do
+    for name in "${MODELS[@]}"; do
         # shellcheck disable=SC2046
         "$M" export "$T/$name" --format gguf --type $ty --out "$T/$name.$ty.gguf" $(tokdata $(model_data $name)) \
             >/dev/null 2>"$T/err" || fail "export_$ty" "$name: $(cat "$T/err")"
@@ -78,15 +84,17 @@ done
     fail export_writes_all_types "missing files"
 grep -q "architecture deepseek" <("$M" export "$T/plain" --format gguf --out "$T/p.gguf" --data "$T/bpe" 2>&1) &&
     pass export_arch_unnormalised || fail export_arch_unnormalised "plain top-k without renorm should map to deepseek"
+grep -q "architecture ernie4_5-moe" <("$M" export "$T/mpmoe" --format gguf --out "$T/p.gguf" --data "$T/bpe" 2>&1) &&
+    pass export_arch_mpmoe || fail export_arch_mpmoe "mpmoe with top-k inference renormalises: ernie4_5-moe"
 
 # ------------------------------------------------------------------ PyTorch loader
 
 # scripts/torch_load.py rebuilds the model from docs/model.md in plain PyTorch and must give
-# the loss `moelab eval` gives, on two configs that between them use every option.
+# the loss `moelab eval` gives, on configs that between them use every option.
 PY=${PYTHON:-/usr/bin/python3}
 if "$PY" -c 'import torch' 2>/dev/null; then
     for d in byte bpe; do
-        names=$([ $d = byte ] && echo dense_shared || echo "topk dense_shared_rn")
+        names=$([ $d = byte ] && echo dense_shared || echo "topk dense_shared_rn mpmoe")
         out=$("$PY" scripts/torch_load.py $(for n in $names; do echo "$T/$n"; done) --data "$T/$d" --threads 2 2>&1)
         for n in $names; do
             ours=$("$M" eval "$T/$n" --data "$T/$d" --json 2>&1 | sed 's/.*"loss":\([^,]*\).*/\1/')
@@ -129,7 +137,7 @@ done
 head -c 3000 "$T/real.txt" >"$T/real_short.txt"
 NGEN=40
 {
-    for name in topk dense_shared dense_shared_rn plain; do
+    for name in "${MODELS[@]}"; do
         d=$(model_data $name)
         for ty in f32 f16 bf16 q8_0; do echo "logits $T/$name.$ty.gguf $T/$d.ids $T/$name.$ty.f32"; done
         for i in 0 1 2; do echo "greedy $T/$name.f32.gguf $T/$d.prompt$i $NGEN $T/$name.gen$i"; done
@@ -153,7 +161,7 @@ check_logits() { # NAME TYPE MAXABS-LIMIT(relative to the logit scale) MIN-ARGMA
         fail "llama_logits_${ty}_$name" "$r (allowed: maxabs <= $lim x scale, argmax agreement >= $agree)"
     fi
 }
-for name in topk dense_shared dense_shared_rn plain; do
+for name in "${MODELS[@]}"; do
     # f32: float rounding (a few ulps of the largest logit)
     check_logits $name f32 1e-5 1
     # f16 weights and, in ggml, f16 activations in every matmul: against our forward with the
@@ -167,7 +175,7 @@ done
 
 # ------------------------------------------------------------------ greedy text
 
-for name in topk dense_shared dense_shared_rn plain; do
+for name in "${MODELS[@]}"; do
     d=$(model_data "$name") bad=""
     for i in 0 1 2; do
         "$M" sample "$T/$name" --prompt "${PROMPTS[i]}" --temperature 0 --tokens $NGEN $(tokdata "$d") \
