@@ -38,7 +38,8 @@ static int mpmoe_rule(const Model *m, GgufPlan *p) {
     char v[32];
     if (!opt_value(m->cfg.router_opts, "eval_select", v, sizeof v) || strcmp(v, "topk") != 0)
         return ml_fail("router mpmoe selects experts by its greedy covariance rule at inference, which no llama.cpp "
-                       "architecture computes; train (or evaluate) it with --router-opts eval_select=topk to export");
+                       "architecture computes; train it with --router-opts eval_select=topk to export exactly, or "
+                       "use --approximate to export top-k routing and measure the loss it costs");
     p->renorm = 1;
     return 0;
 }
@@ -59,7 +60,8 @@ int gguf_plan(const Model *m, GgufPlan *p) {
         if (strcmp(ROUTER_RULES[i].router, c->router) == 0) rule = ROUTER_RULES[i].rule;
     if (!rule)
         return ml_fail("router %s has no exact llama.cpp form (its inference rule is not softmax top-k); "
-                       "export is refused rather than writing a model that runs differently", c->router);
+                       "export is refused rather than writing a model that runs differently (--approximate "
+                       "exports top-k routing and measures the loss it costs)", c->router);
     if (c->dense_layers < c->n_layers && m->router_rows != c->n_experts)
         return ml_fail("router %s scores with %d rows, not one per expert (%d)", c->router, m->router_rows, c->n_experts);
     if (rule(m, p)) return -1;
@@ -255,7 +257,15 @@ static void add_tokenizer(GgufWriter *w, const Tokenizer *t, int V) {
     free(type);
 }
 
-int gguf_export(const Model *m, Tokenizer *tok, GgType type, const char *path, int *n_fallback) {
+void gguf_topk_stand_in(const ModelConfig *c, ModelConfig *out) {
+    *out = *c;
+    snprintf(out->router, sizeof out->router, "topk");
+    out->router_opts[0] = 0;
+    /* mpmoe's gates are the softmax restricted to the chosen set: renormalised */
+    if (strcmp(c->router, "mpmoe") == 0) out->renorm = 1;
+}
+
+int gguf_export(const Model *m, Tokenizer *tok, GgType type, const char *path, int *n_fallback, const char *note) {
     const ModelConfig *c = &m->cfg;
     GgufPlan plan;
     if (gguf_plan(m, &plan)) return -1;
@@ -266,6 +276,7 @@ int gguf_export(const Model *m, Tokenizer *tok, GgType type, const char *path, i
     GgufWriter w;
     gguf_init(&w);
     add_hparams(&w, m, &plan, type);
+    if (note) gguf_kv_str(&w, "moelab.approximate", note);
     add_tokenizer(&w, tok, c->vocab_size);
     Ctx x = {.w = &w, .type = type};
     int D = c->d_model, V = c->vocab_size;

@@ -19,7 +19,11 @@ typedef struct {
 int gguf_plan(const Model *m, GgufPlan *plan);
 /* Writes the file atomically. tok: the BPE tokenizer, or NULL for byte-level (vocab 257).
  * Router weights and norms stay f32 whatever `type`; q8_0 falls back to f16 for a tensor
- * whose rows are not a multiple of 32 values (*n_fallback counts them, may be NULL). */
-int gguf_export(const Model *m, Tokenizer *tok, GgType type, const char *path, int *n_fallback);
+ * whose rows are not a multiple of 32 values (*n_fallback counts them, may be NULL).
+ * note (may be NULL) goes into the metadata as moelab.approximate. */
+int gguf_export(const Model *m, Tokenizer *tok, GgType type, const char *path, int *n_fallback, const char *note);
+/* The config of the per-token top-k model that stands in for a router without an exact
+ * form: same weights, router "topk", gates renormalised as the original router does. */
+void gguf_topk_stand_in(const ModelConfig *c, ModelConfig *out);
 
 #endif

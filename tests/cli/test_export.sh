@@ -73,6 +73,19 @@ refuses export_no_checkpoint "" "$T/nothing" --format gguf --out "$T/x.gguf"
 refuses export_bad_dir "" "$T/topk" --format gguf --out "$T/no/such/dir/x.gguf" --data "$T/bpe"
 refuses export_mpmoe_greedy "eval_select=topk" "$T/mpmoe_greedy" --format gguf --out "$T/x.gguf" --data "$T/bpe"
 
+# --approximate: top-k routing over the same weights, labelled, with both losses measured;
+# the own-rule loss must be what `moelab eval --mode infer` says.
+if "$M" export "$T/mpmoe_greedy" --format gguf --out "$T/approx.gguf" --data "$T/bpe" --approximate >/dev/null 2>"$T/err" &&
+    grep -q "APPROXIMATE: router mpmoe exported as per-token top-k" "$T/err" && grep -aq "moelab.approximate" "$T/approx.gguf"; then
+    own=$(sed -n 's/.* \([0-9.]*\) with its own rule.*/\1/p' "$T/err")
+    ev=$("$M" eval "$T/mpmoe_greedy" --data "$T/bpe" --mode infer --json | sed 's/.*"loss":\([^,]*\).*/\1/')
+    [ -n "$own" ] && awk -v a="$own" -v b="$ev" 'BEGIN { d = a - b; exit !((d < 0 ? -d : d) <= 2e-6) }' && pass "export_approximate ($(sed -n 's/.*APPROXIMATE: //p' "$T/err" | sed 's/.*: loss/loss/'))" ||
+        fail export_approximate "own-rule loss '$own' but moelab eval --mode infer says '$ev'"
+else
+    fail export_approximate "$(cat "$T/err")"
+fi
+refuses export_approximate_needs_data "needs --data" "$T/mpmoe_greedy" --format gguf --out "$T/x.gguf" --approximate
+
 for ty in f32 f16 bf16 q8_0; do
     for name in "${MODELS[@]}"; do
         # shellcheck disable=SC2046
