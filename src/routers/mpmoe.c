@@ -151,9 +151,7 @@ static int mpmoe_init(RouterLayer *r) {
     s->o = o;
     s->counts = ml_calloc(r->E, sizeof(int));
     s->sigma = ml_malloc((size_t)r->E * r->E * sizeof(float));
-    s->threads = omp_get_max_threads();
     s->work_len = mpmoe_work_len(r->E, r->k);
-    s->work = ml_malloc(s->work_len * s->threads * sizeof(float));
     r->priv = s;
     r->pending_len = (int)MPMOE_PENDING_LEN(r->E);
     r->pending = ml_calloc(r->pending_len, sizeof(double));
@@ -173,6 +171,11 @@ static void mpmoe_free(RouterLayer *r) {
 }
 
 static void reserve(MpmoeScratch *s, int T, int E) {
+    int threads = omp_get_max_threads(); /* may have grown since init */
+    if (threads > s->threads) {
+        s->work = ml_realloc(s->work, s->work_len * threads * sizeof(float));
+        s->threads = threads;
+    }
     if ((size_t)T <= s->cap_tokens) return;
     size_t n = (size_t)T * E;
     s->logits = ml_realloc(s->logits, n * sizeof(float));
