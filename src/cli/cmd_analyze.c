@@ -23,6 +23,7 @@ static void usage(void) {
            "  --batch B          sequences per batch (default 8)\n"
            "  --batches N        batches to cover (default 0: the whole split)\n"
            "  --mode M           eval (default: the training routing rule) or infer (causal per-token rule)\n"
+           "  --router-opts O    the router's options at evaluation (e.g. mpmoe eval_select=topk)\n"
            "  --probe-tokens N   tokens of each batch that every expert runs on, for expert_sim (default %d, 0: off)\n"
            "  --threads N        threads (default: all cores)\n"
            "  --out FILE         write the JSON there (atomically) and print a table; default: JSON on stdout\n",
@@ -38,7 +39,7 @@ static int parse_int(const char *flag, const char *v, int lo, int *out) {
 }
 
 typedef struct {
-    const char *ckpt, *data, *split, *mode, *out;
+    const char *ckpt, *data, *split, *mode, *out, *ropts;
     int batch, batches, probe, threads;
 } AnalyzeArgs;
 
@@ -99,6 +100,7 @@ static int parse_args(int argc, char **argv, AnalyzeArgs *a, int *help) {
         if (strcmp(f, "--data") == 0 && v) a->data = argv[++i];
         else if (strcmp(f, "--split") == 0 && v) a->split = argv[++i];
         else if (strcmp(f, "--mode") == 0 && v) a->mode = argv[++i];
+        else if (strcmp(f, "--router-opts") == 0 && v) a->ropts = argv[++i];
         else if (strcmp(f, "--out") == 0 && v) a->out = argv[++i];
         else if (strcmp(f, "--batch") == 0) rc = parse_int(f, v, 1, &a->batch), i++;
         else if (strcmp(f, "--batches") == 0) rc = parse_int(f, v, 0, &a->batches), i++;
@@ -133,6 +135,7 @@ int cmd_analyze(int argc, char **argv) {
     set_threads(a.threads);
     if (rc == 0) rc = cli_load_model_and_split(a.ckpt, a.data, a.split, &m, &tc, &s);
     if (rc == 0) rc = sizes_check_run(&m.cfg, a.batch, m.cfg.seq_len, 0);
+    if (rc == 0 && a.ropts) rc = cli_router_opts(&m, a.ropts);
     if (rc == 0) {
         metrics_init(&mt, &m.cfg, s.n_domains, METRICS_FULL);
         mt.probe_tokens = a.probe;
