@@ -4,8 +4,11 @@
 #include "metrics/metrics.h"
 #include "model/model.h"
 #include "model/optim.h"
+#include "model/sizes.h"
+#include "io/jsonl.h"
 #include "train/dist_train.h"
 #include "train/evaluate.h"
+#include "train/guard.h"
 #include <cblas.h>
 #include <errno.h>
 #include <omp.h>
@@ -29,6 +32,7 @@ typedef struct {
     Shard train, val;
     DataMeta meta;
     FILE *log;
+    StepGuard guard; /* non-finite steps */
     Metrics mt; /* routing metrics of the step being logged (cheap ones only) */
     char path[4096];
     DistTrain dist;
@@ -90,9 +94,8 @@ static int open_log(Run *r, const char *out, long keep_through_step) {
         free(text);
         if (rc) return -1;
     }
-    r->log = fopen(path, "a");
-    if (!r->log) return ml_fail("cannot open %s: %s", path, strerror(errno));
-    return 0;
+    r->log = jsonl_open(path); /* non-finite numbers become null; write errors surface */
+    return r->log ? 0 : -1;
 }
 
 static void log_eval(Run *r, long step, const EvalResult *ev, const EvalResult *ev_infer, const Metrics *mt) {
@@ -172,9 +175,10 @@ static float train_step(Run *r, int *inp, int *tgt, float lr, float *grad_norm, 
         *n_rl = n;
     }
     dist_after_backward(&r->dist, m);
-    dist_reduce_step(&r->dist, &loss, rl, *n_rl, mt);
+    dist_reduce_step(&r->dist, &loss, rl, *n_rl, mt); /* the guard below then decides alike on every rank */
     *grad_norm = dist_clip_grad_norm(&r->dist, m, tc->grad_clip);
-    adamw_step(&r->opt, &m->table, m->params, m->grads, lr, tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay);
+    if (guard_finite(&r->guard, r->st.step + 1, loss, *grad_norm))
+        adamw_step(&r->opt, &m->table, m->params, m->grads, lr, tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay);
     return loss;
 }
 
@@ -206,7 +210,7 @@ static int setup(Run *r, TrainArgs *a) {
     if (r->tc.model.vocab_size == 0) r->tc.model.vocab_size = r->meta.vocab_size;
     if (r->tc.model.vocab_size != r->meta.vocab_size)
         return ml_fail("--vocab %d differs from the data's vocabulary (%d)", r->tc.model.vocab_size, r->meta.vocab_size);
-    if (config_validate(&r->tc)) return -1;
+    if (config_validate(&r->tc) || sizes_check_run(&r->tc.model, r->tc.batch, r->tc.model.seq_len, 1)) return -1;
     if (r->writer && ml_file_exists(run_path(r, a->out_dir, "model.safetensors")))
         return ml_fail("%s already holds a checkpoint: continue it with --resume, or choose another --out", a->out_dir);
     static const char *const left[] = {"log.jsonl", "optim.safetensors", "config.json"};
@@ -249,6 +253,7 @@ static int loop(Run *r, TrainArgs *a) {
     int rc = 0;
     model_set_step(m, r->st.step, tc->steps);
     metrics_init(&r->mt, &m->cfg, 0, METRICS_CHEAP);
+    guard_init(&r->guard, tc->bad_steps);
     while (r->st.step < last && rc == 0) {
         long s = r->st.step;
         float lr = lr_at((int)s, tc->steps, tc->warmup, tc->lr, tc->min_lr_frac), gn, rl[ROUTER_MAX_LOSSES];
@@ -274,6 +279,9 @@ static int loop(Run *r, TrainArgs *a) {
             fprintf(r->log, "}\n");
             fflush(r->log);
         }
+        if (fflush(r->log) != 0 || ferror(r->log)) rc = ml_fail("%s/log.jsonl: write failed: %s", a->out_dir, strerror(errno));
+        if (rc == 0) rc = guard_check(&r->guard);
+        if (rc) break;
         double elapsed = ml_now() - t_start, rate = tokens_done / elapsed;
         if (!a->quiet) progress(r, r->st.step, last, loss, lr, rate, (last - r->st.step) * tok / rate);
         if (logged) rc = dist_check_params(&r->dist, m);
