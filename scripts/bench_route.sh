@@ -6,7 +6,8 @@
 #   scripts/bench_route.sh [ROUTER] [REPEATS]      (default mpmoe, 3)
 # env: GEN_OPTS='eval_select=topk;eval_select=greedy' (the router's generation variants),
 #      THREADS=1, SWEEP=runs/mpmoe (also time sample on SWEEP/topk-s1 and SWEEP/<ROUTER>-s1),
-#      OUT=folder for the JSON (default: a temporary one), BIN=build/moelab
+#      OUT=folder for the JSON (default: a temporary one), BIN=build/moelab,
+#      EXP_FLAGS / BENCH_FLAGS: moelab bench flags for the experiment / benchmark shape
 set -euo pipefail
 cd "$(dirname "$0")/.."
 router=${1:-mpmoe}
@@ -20,8 +21,10 @@ out=${OUT:-$(mktemp -d)}
 mkdir -p "$out"
 median() { sort -g | awk '{v[NR]=$1} END {if (NR) print (NR%2) ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2}'; }
 field() { grep -o "\"$1\":[-0-9.e]*" "$2" | head -n 1 | cut -d: -f2; }
-for shape in bench experiment; do
-    flag=(); [ $shape = experiment ] && flag=(--experiment)
+# The experiment's shape first: it is the cheaper one (1k tokens a step against 4k).
+for shape in experiment bench; do
+    read -r -a flag <<<"${BENCH_FLAGS:---repeats 3 --steps 3 --gen-passes 5}"
+    [ $shape = experiment ] && read -r -a flag <<<"--experiment ${EXP_FLAGS:---repeats 5 --steps 4 --gen-passes 10}"
     for who in "$router" topk; do
         [ $who = topk ] && g="" || g=$gen
         for i in $(seq 1 "$reps"); do
@@ -37,7 +40,12 @@ for shape in bench experiment; do
             "$(for f in "$out"/$shape-$who-*.json; do field topk_router_share "$f"; done | median)"
         for f in "$out"/$shape-$who-1.json; do
             grep -o '"model":"[^"]*"' "$f" | cut -d'"' -f4 | while read -r model; do
-                tps=$(for x in "$out"/$shape-$who-*.json; do grep -o "\"model\":\"$model\",\"tok_per_s\":[0-9.]*,\"ratio\":[0-9.]*" "$x" | tail -n 1; done)
+                # the model names hold '[' and '=': fixed-string matching, then the numbers after it
+                tps=$(for x in "$out"/$shape-$who-*.json; do
+                    grep -oF "\"model\":\"$model\"," "$x" >/dev/null || continue
+                    awk -v m="\"model\":\"$model\"," '{ i = index($0, m); if (i) print substr($0, i + length(m)) }' "$x" |
+                        sed 's/}.*//'
+                done)
                 printf '   generation %-36s %8s tok/s  x%s of topk\n' "$model" \
                     "$(echo "$tps" | sed 's/.*tok_per_s":\([0-9.]*\).*/\1/' | median)" \
                     "$(echo "$tps" | sed 's/.*ratio":\([0-9.]*\).*/\1/' | median)"
