@@ -77,7 +77,7 @@ small() { awk -v x="$1" -v t="$2" 'BEGIN { exit !(x != "" && x + 0 == x && x < t
 
 # Routers with global statistics (pending counts) must match too: mpmoe when it is built in.
 routers=(topk)
-"$M" train --help | grep -q '^  mpmoe ' && routers+=(mpmoe)
+"$M" train --help >"$T/help" && grep -q '^  mpmoe ' "$T/help" && routers+=(mpmoe)
 for router in "${routers[@]}"; do
     ref="$T/one_$router" out="$T/dp_$router"
     [ "$router" = topk ] && ref="$T/one" # the default router: the reference above
