@@ -3,9 +3,15 @@
 #include <string.h>
 
 extern const RouterSpec router_topk;
+extern const RouterSpec router_random;
+extern const RouterSpec router_auxfree;
+extern const RouterSpec router_orthvar;
 
 static const RouterSpec *const ROUTERS[] = {
     &router_topk,
+    &router_random,
+    &router_auxfree,
+    &router_orthvar,
     NULL,
 };
 
