@@ -6,12 +6,18 @@ extern const RouterSpec router_topk;
 extern const RouterSpec router_random;
 extern const RouterSpec router_auxfree;
 extern const RouterSpec router_orthvar;
+extern const RouterSpec router_expert_choice;
+extern const RouterSpec router_usmoe;
+extern const RouterSpec router_etr;
 
 static const RouterSpec *const ROUTERS[] = {
     &router_topk,
     &router_random,
     &router_auxfree,
     &router_orthvar,
+    &router_expert_choice,
+    &router_usmoe,
+    &router_etr,
     NULL,
 };
 

@@ -95,3 +95,11 @@ unsigned long long router_hash(unsigned long long h, unsigned long long v) {
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
     return z ^ (z >> 31);
 }
+
+double router_capacity_lower_bound(double delta, int D, int E) {
+    double d2 = delta * delta;
+    if (!(d2 > 0) || d2 >= 2) return 1.0;
+    double er = erfc(sqrt(d2 * D / (2 - d2)));
+    return er > 0 ? fmax(1.0, ceil(1.0 / (E * er))) : 1e9;
+}
+

@@ -31,6 +31,10 @@ int router_capacity(double cf, double pairs, int E);
 int router_capacity_filter(const int *token, const int *expert, const float *prio, int n, int E, int cap,
                            int by_position, unsigned char *keep);
 
+/* The LocMoE / ETR capacity lower bound max(1, ceil(1 / (E erfc(sqrt(d^2 D / (2 - d^2)))))) at
+ * affinity d (1 when d is 0 or not below sqrt 2; 1e9 when erfc underflows). */
+double router_capacity_lower_bound(double delta, int D, int E);
+
 /* Sorts idx[0..n) so that val[idx] is descending, ties to the lower index (stable). */
 void router_sort_desc(int *idx, int n, const float *val);
 
