@@ -40,7 +40,7 @@ static const RouterOption ETR_TABLE[] = {
     {"ema", ROPT_FLOAT, offsetof(EtrOpts, ema), 0.9, 0, 0.9999, NULL, "decay of the running affinity per optimizer step"},
     {0}};
 
-enum { S_CALIB, S_DELTA, S_LEN };
+enum { S_CALIB, S_DELTA, S_CF, S_LEN }; /* S_CF: the factor of the last training step, for evaluation */
 
 typedef struct {
     EtrOpts o;
@@ -126,6 +126,8 @@ static void etr_forward(RouterLayer *r, const float *x, const float *w, int T, R
     s->cf_used = 0.0;
     if (r->mode != ROUTE_INFER) {
         double cf = capacity_factor(r, &s->o), floor_ = 1.0;
+        if (r->state && r->mode == ROUTE_TRAIN) r->state[S_CF] = cf;
+        else if (r->state && r->state[S_CALIB]) cf = r->state[S_CF];
         if (s->o.floor == 0 && r->state && r->state[S_CALIB]) floor_ = router_capacity_lower_bound(r->state[S_DELTA], D, E);
         int C = router_capacity(cf, n, E);
         if (floor_ > C) C = floor_ > T ? T : (int)floor_;
