@@ -5,11 +5,13 @@
  * must reduce to a known router, and the extras' formulas. */
 #include "core/util.h"
 #include "io/checkpoint.h"
+#include "io/safetensors.h"
 #include "model/model.h"
 #include "moe/moe.h"
 #include "routers/extras.h"
 #include "routers/shared.h"
 #include "testlib.h"
+#include <cjson/cJSON.h>
 #include <string.h>
 
 static Rng g_rng;
@@ -474,6 +476,110 @@ static void test_capacity_bound(void) {
     CHECK(router_capacity_lower_bound(0.0, 4096, 8) == 1.0, "bound at 0");
 }
 
+
+/* ---- parity with the PyTorch mirror (tests/mirror/routers_mirror.py) ---- */
+
+static int read_f32(const StFile *f, const char *prefix, const char *name, float *dst, int ndim, const int64_t *shape) {
+    char full[96];
+    snprintf(full, sizeof full, "%s%s", prefix, name);
+    if (st_read(f, full, "F32", ndim, shape, dst) == 0) return 0;
+    CHECK(0, "%s", ml_last_error());
+    return -1;
+}
+
+static double g_worst;
+
+static void report(const char *what, const char *label, const float *a, const float *b, size_t n, double tol) {
+    double ab, rel;
+    tl_maxdiff(a, b, n, 1e-2, &ab, &rel);
+    g_worst = fmax(g_worst, rel);
+    CHECK(rel < tol, "%s %s: max rel diff %.3g (abs %.3g)", label, what, rel, ab);
+}
+
+static void parity_case(const StFile *f, int i, const cJSON *c) {
+    const char *router = cJSON_GetObjectItem(c, "router")->valuestring, *opts = cJSON_GetObjectItem(c, "opts")->valuestring;
+    char pre[16], label[96];
+    snprintf(pre, sizeof pre, "c%d.", i);
+    snprintf(label, sizeof label, "%s %s", router, opts[0] ? opts : "(defaults)");
+    Layer L;
+    if (layer_make(&L, router, opts, 8)) { CHECK(0, "%s: %s", label, ml_last_error()); layer_free(&L); return; }
+    L.cfg.renorm = cJSON_GetObjectItem(c, "renorm")->valueint;
+    int64_t sx[2] = {8, D_}, sr[2] = {E_, D_}, sgu[3] = {E_, 2 * F_, D_}, sd[3] = {E_, D_, F_}, ssgu[2] = {2 * F_, D_},
+            ssd[2] = {D_, F_};
+    float *ref_dx = ml_malloc(8 * D_ * sizeof(float)), *ref_dr = ml_malloc(E_ * D_ * sizeof(float)), *ref_out = ml_malloc(8 * D_ * sizeof(float));
+    float *ref_dgu = ml_malloc(sizeof(float) * E_ * 2 * F_ * D_), *ref_dd = ml_malloc(sizeof(float) * E_ * D_ * F_);
+    float *wr = ml_malloc(E_ * D_ * sizeof(float));
+    g_worst = 0.0;
+    int rc = read_f32(f, pre, "x", L.x, 2, sx) | read_f32(f, pre, "rw", L.rw, 2, sx) | read_f32(f, pre, "router", wr, 2, sr) |
+             read_f32(f, pre, "gate_up", L.p.exp_gate_up, 3, sgu) | read_f32(f, pre, "down", L.p.exp_down, 3, sd) |
+             read_f32(f, pre, "sh_gate_up", L.p.sh_gate_up, 2, ssgu) | read_f32(f, pre, "sh_down", L.p.sh_down, 2, ssd) |
+             read_f32(f, pre, "out", ref_out, 2, sx) | read_f32(f, pre, "grad.x", ref_dx, 2, sx) |
+             read_f32(f, pre, "grad.router", ref_dr, 2, sr) | read_f32(f, pre, "grad.gate_up", ref_dgu, 3, sgu) |
+             read_f32(f, pre, "grad.down", ref_dd, 3, sd);
+    if (L.rows) memcpy(L.p.router, wr, E_ * D_ * sizeof(float));
+    char name[96];
+    snprintf(name, sizeof name, "%sstate", pre);
+    const StTensor *st = st_find(f, name);
+    if (L.r.state_len) {
+        CHECK(st && st->shape[0] == L.r.state_len, "%s: state of %d values expected", label, L.r.state_len);
+        if (st && st->shape[0] == L.r.state_len) memcpy(L.state, st->data, L.r.state_len * sizeof(double));
+    }
+    snprintf(name, sizeof name, "%spairs.token", pre);
+    const StTensor *pt = st_find(f, name);
+    if (rc || !pt) goto out;
+    int n = (int)pt->shape[0], *tok = ml_malloc((n + 1) * sizeof(int)), *ex = ml_malloc((n + 1) * sizeof(int));
+    float *gate = ml_malloc((n + 1) * sizeof(float)), *dx = ml_calloc(8 * D_, sizeof(float));
+    snprintf(name, sizeof name, "%spairs.expert", pre);
+    st_read(f, name, "I32", 1, (int64_t[]){n}, ex);
+    snprintf(name, sizeof name, "%spairs.gate", pre);
+    st_read(f, name, "F32", 1, (int64_t[]){n}, gate);
+    memcpy(tok, pt->data, n * sizeof(int));
+    layer_backward(&L, dx);
+    Routing rt = L.acts.rt; /* a copy to sort; the layer keeps its own order */
+    rt.token = ml_malloc((rt.n_pairs + 1) * sizeof(int)), rt.expert = ml_malloc((rt.n_pairs + 1) * sizeof(int));
+    rt.gate = ml_malloc((rt.n_pairs + 1) * sizeof(float));
+    memcpy(rt.token, L.acts.rt.token, rt.n_pairs * sizeof(int)), memcpy(rt.expert, L.acts.rt.expert, rt.n_pairs * sizeof(int));
+    memcpy(rt.gate, L.acts.rt.gate, rt.n_pairs * sizeof(float));
+    sort_pairs(&rt);
+    CHECK(rt.n_pairs == n && !memcmp(rt.token, tok, n * sizeof(int)) && !memcmp(rt.expert, ex, n * sizeof(int)),
+          "%s: selection differs (%d pairs vs %d)", label, rt.n_pairs, n);
+    if (rt.n_pairs == n) report("gates", label, rt.gate, gate, n, 1e-4);
+    report("output", label, L.out, ref_out, 8 * D_, 1e-4);
+    const cJSON *ls = cJSON_GetObjectItem(c, "losses");
+    for (const cJSON *it = ls ? ls->child : NULL; it; it = it->next) {
+        int found = 0;
+        for (int j = 0; j < L.r.n_losses && !found; j++)
+            if (!strcmp(L.r.losses[j].name, it->string)) {
+                found = 1;
+                double want = it->valuedouble, got = L.r.losses[j].value;
+                CHECK(fabs(got - want) <= 1e-4 * fmax(1.0, fabs(want)), "%s: loss %s %.7g vs %.7g", label, it->string, got, want);
+            }
+        CHECK(found, "%s: no loss %s", label, it->string);
+    }
+    report("dx", label, dx, ref_dx, 8 * D_, 1e-3);
+    if (L.rows) report("d router", label, L.g.router, ref_dr, E_ * D_, 1e-3);
+    report("d gate_up", label, L.g.exp_gate_up, ref_dgu, (size_t)E_ * 2 * F_ * D_, 1e-3);
+    report("d down", label, L.g.exp_down, ref_dd, (size_t)E_ * D_ * F_, 1e-3);
+    printf("  %-44s %2d pairs as the mirror; gates, output, losses, gradients max rel diff %.1e\n", label, n, g_worst);
+    routing_free(&rt);
+    free(tok), free(ex), free(gate), free(dx);
+out:
+    free(ref_dx), free(ref_dr), free(ref_out), free(ref_dgu), free(ref_dd), free(wr);
+    layer_free(&L);
+}
+
+static void test_mirror_parity(void) {
+    const char *path = "tests/fixtures/routers.safetensors";
+    StFile f;
+    if (st_load(&f, path)) { CHECK(0, "%s (regenerate: %s tests/mirror/routers_mirror.py --out tests/fixtures)", ml_last_error(), "/usr/bin/python3"); return; }
+    cJSON *cases = cJSON_Parse(st_meta(&f, "cases") ? st_meta(&f, "cases") : "");
+    CHECK(cJSON_IsArray(cases) && cJSON_GetArraySize(cases) > 0, "%s: no cases", path);
+    int i = 0;
+    for (const cJSON *c = cases ? cases->child : NULL; c; c = c->next) parity_case(&f, i++, c);
+    cJSON_Delete(cases);
+    st_free(&f);
+}
+
 int main(void) {
     rng_seed(&g_rng, 7);
     if (tl_mktmp("routers")) return 1;
@@ -489,6 +595,7 @@ int main(void) {
     RUN(test_orthvar_calibration);
     RUN(test_ortho_pair_formula);
     RUN(test_capacity_bound);
+    RUN(test_mirror_parity);
     tl_rm_rf(tl_tmp_dir);
     TEST_MAIN_END();
 }
