@@ -22,8 +22,8 @@ typedef struct {
 
 static const RouterOption EC_TABLE[] = {
     {"cf", ROPT_FLOAT, offsetof(EcOpts, cf), 1.0, 0.01, 64, NULL,
-     "capacity factor: each expert takes ceil(cf*k*T/E) tokens of the batch (1: top-k's compute; Zhou et al. use "
-     "c = 2 tokens per expert slot with top-2 baselines)"},
+     "capacity factor: each expert takes ceil(cf*k*T/E) tokens of the batch (1: top-k's compute, Zhou et al.'s "
+     "c = k; they mostly run c = 2 against top-2)"},
     {"infer", ROPT_ENUM, offsetof(EcOpts, infer), 0, 0, 0, "topk|threshold",
      "per-token rule of generation: top-k of the scores, or the per-expert thresholds learned in training"},
     {"ema", ROPT_FLOAT, offsetof(EcOpts, ema), 0.9, 0, 0.9999, NULL,
