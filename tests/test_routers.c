@@ -241,10 +241,12 @@ static void check_refusals(const RouterSpec *spec) {
     Layer c;
     char opts[96];
     for (const RouterOption *o = spec->options; o && o->name; o++) {
-        if (o->type == ROPT_ENUM) snprintf(opts, sizeof opts, "%s=nonesuch", o->name);
-        else snprintf(opts, sizeof opts, "%s=%g", o->name, o->hi + 1);
-        CHECK(layer_make(&c, spec->name, opts, 4) != 0, "%s accepted %s", spec->name, opts);
-        layer_free(&c);
+        for (int side = 0; side < 2; side++) {
+            if (o->type == ROPT_ENUM) snprintf(opts, sizeof opts, "%s=nonesuch", o->name);
+            else snprintf(opts, sizeof opts, "%s=%.17g", o->name, side ? o->lo - 1 : o->hi * 2 + 1);
+            CHECK(layer_make(&c, spec->name, opts, 4) != 0, "%s accepted %s", spec->name, opts);
+            layer_free(&c);
+        }
     }
     CHECK(layer_make(&c, spec->name, "nonesuch=1", 4) != 0 && strstr(ml_last_error(), "nonesuch"),
           "%s accepted an unknown key", spec->name);

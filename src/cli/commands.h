@@ -14,6 +14,7 @@ int cmd_tokenizer(int argc, char **argv);
 int cmd_analyze(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_route(int argc, char **argv);
 
 /* Shared flag helper: true when argv[i] is -h or --help. */
 int cli_is_help(const char *arg);

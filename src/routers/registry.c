@@ -3,6 +3,7 @@
 #include <string.h>
 
 extern const RouterSpec router_topk;
+extern const RouterSpec router_mpmoe;
 extern const RouterSpec router_random;
 extern const RouterSpec router_auxfree;
 extern const RouterSpec router_orthvar;
@@ -12,6 +13,7 @@ extern const RouterSpec router_etr;
 
 static const RouterSpec *const ROUTERS[] = {
     &router_topk,
+    &router_mpmoe,
     &router_random,
     &router_auxfree,
     &router_orthvar,

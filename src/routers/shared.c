@@ -32,17 +32,6 @@ void scorer_zero_grads(Scorer *s, int T) {
     memset(s->dlogits, 0, (size_t)T * s->E * sizeof(float));
 }
 
-void router_select_topk(const float *p, int E, int k, int *idx) {
-    for (int j = 0; j < k; j++) idx[j] = -1;
-    for (int e = 0; e < E; e++) {
-        int j = k;
-        while (j > 0 && (idx[j - 1] < 0 || p[e] > p[idx[j - 1]])) j--;
-        if (j == k) continue;
-        memmove(idx + j + 1, idx + j, (k - j - 1) * sizeof(int));
-        idx[j] = e;
-    }
-}
-
 int router_capacity(double cf, double pairs, int E) {
     double c = ceil(cf * pairs / E - 1e-9);
     return c < 1 ? 1 : c > 1e9 ? 1000000000 : (int)c;

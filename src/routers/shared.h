@@ -18,9 +18,6 @@ void scorer_free(Scorer *s);
 /* Zeroes dprobs and dlogits for T tokens. */
 void scorer_zero_grads(Scorer *s, int T);
 
-/* The k largest entries of p[E] in descending order; ties go to the lower index. */
-void router_select_topk(const float *p, int E, int k, int *idx);
-
 /* ceil(cf * pairs / E), at least 1: the tokens one expert may take. */
 int router_capacity(double cf, double pairs, int E);
 
