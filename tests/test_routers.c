@@ -31,6 +31,8 @@ static const struct {
     {"usmoe", "budget=token,k=1"},
     {"usmoe", "k=1.5,rate=0.2"},
     {"etr", "cf_hi=0.5,cf_lo=0.5,floor=none"},
+    {"mpmoe", "ortho=1e-3,var=1e-3,var_kind=column"},
+    {"mpmoe", "bias_rate=0.01,var=1e-3"},
 };
 
 /* ---- one MoE layer under a router ---- */
