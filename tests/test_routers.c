@@ -424,6 +424,14 @@ static void test_auxfree_bias(void) {
         double want = load[e] < 8 * K_ / E_ ? 0.25 : load[e] > 8 * K_ / E_ ? -0.25 : 0.0;
         CHECK(bias[e] == want, "expert %d load %d bias %g, want %g", e, load[e], bias[e], want);
     }
+    /* moelab route hands the bias in as a tensor; a large bias takes every token. */
+    double b[E_] = {0, 0, 9, 0};
+    RouterTensor in = {.name = "bias", .ndim = 1, .shape = {E_, 0}, .data = b}, bad = {.name = "bias", .ndim = 1, .shape = {3, 0}, .data = b};
+    CHECK(c.r.spec->load_inputs(&c.r, &in, 1) == 0 && c.r.spec->load_inputs(&c.r, &bad, 1) != 0, "load_inputs");
+    layer_loss(&c);
+    int took = 0;
+    for (int i = 0; i < c.acts.rt.n_pairs; i++) took += c.acts.rt.expert[i] == 2;
+    CHECK(took == 8, "expert 2 took %d of 8 tokens under bias 9", took);
     layer_free(&c);
 }
 

@@ -22,4 +22,5 @@ const RouterSpec router_auxfree = {
     .backward_outputs = topk_backward_outputs,
     .backward = topk_backward,
     .after_step = topk_after_step,
+    .load_inputs = topk_load_inputs,
 };

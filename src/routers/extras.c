@@ -237,3 +237,13 @@ void extras_after_step(Extras *x) {
     }
     memset(p, 0, (size_t)extras_pending_len(&x->o, x->E) * sizeof(double));
 }
+
+int extras_load_bias(Extras *x, const RouterTensor *in, int n_in) {
+    for (int i = 0; i < n_in; i++) {
+        if (strcmp(in[i].name, "bias") != 0) continue;
+        if (x->o.bias_rate <= 0) return ml_fail("tensor 'bias' given, but this router has no selection bias (bias_rate=0)");
+        if (in[i].ndim != 1 || in[i].shape[0] != x->E) return ml_fail("tensor 'bias' must have shape [%d]", x->E);
+        memcpy(x->state + S_BIAS, in[i].data, (size_t)x->E * sizeof(double));
+    }
+    return 0;
+}

@@ -65,6 +65,8 @@ void extras_dscores(Extras *x, float *dscores, const float *scores, int T, float
 /* Column variance: dgate plus its gradient (scratch), or dgate itself when off. */
 const float *extras_dgate(Extras *x, const Routing *rt, const float *dgate, float scale);
 void extras_after_step(Extras *x);
+/* Sets the selection bias from `bias` [E] when the bias is on (moelab route). 0, or -1 with ml_fail. */
+int extras_load_bias(Extras *x, const RouterTensor *in, int n_in);
 /* Multipliers in use (0 until calibrated). */
 double extras_w_var(const Extras *x);
 double extras_w_ortho(const Extras *x);

@@ -175,6 +175,10 @@ void topk_after_step(RouterLayer *r) {
     extras_after_step(&s->ex);
 }
 
+int topk_load_inputs(RouterLayer *r, const RouterTensor *in, int n_in) {
+    return extras_load_bias(&((TopkPriv *)r->priv)->ex, in, n_in);
+}
+
 static int topk_state_len(const ModelConfig *m) { return topk_state_len_for(m, "topk", TOPK_TABLE); }
 static int topk_init(RouterLayer *r) { return topk_setup(r, "topk", TOPK_TABLE, 1); }
 
@@ -190,4 +194,5 @@ const RouterSpec router_topk = {
     .backward_outputs = topk_backward_outputs,
     .backward = topk_backward,
     .after_step = topk_after_step,
+    .load_inputs = topk_load_inputs,
 };

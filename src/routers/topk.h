@@ -36,5 +36,7 @@ void topk_backward_outputs(RouterLayer *r, const Routing *rt, const float *y, co
 void topk_backward(RouterLayer *r, const float *x, const float *w, int T, const Routing *rt, const float *dgate,
                    float scale, float *dw, float *dx);
 void topk_after_step(RouterLayer *r);
+/* `bias` [E]: the aux-free selection bias, for moelab route. */
+int topk_load_inputs(RouterLayer *r, const RouterTensor *in, int n_in);
 
 #endif
