@@ -106,6 +106,9 @@ void extras_forward(Extras *x, RouterLayer *r, const float *scores, const Routin
         }
         add_loss(r, "var", (float)-v, extras_w_var(x));
     }
+    /* The calibrated multipliers, logged as values (coefficient 0). */
+    if (x->o.var > 0) add_loss(r, "w_var", (float)extras_w_var(x), 0.0);
+    if (x->o.ortho > 0) add_loss(r, "w_ortho", (float)extras_w_ortho(x), 0.0);
 }
 
 /* Rows of the sorted output buffer in groups: a token's pairs, or k consecutive rows. */
