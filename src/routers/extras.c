@@ -165,13 +165,21 @@ void extras_backward_outputs(Extras *x, RouterLayer *r, const Routing *rt, const
                 if (i == j) continue;
                 const float *a = y + (size_t)rows[i] * D, *b = y + (size_t)rows[j] * D;
                 double p = dotf(a, b, D), q = dotf(b, b, D), Dn = q + ORTHO_EPS;
-                total += p * p * q / (Dn * Dn);
+                /* dt/da = aa a + ab b, dt/db = ba a + bb b */
+                double aa = 0.0, ab, ba, bb;
+                if (x->o.ortho_norm == 0) {
+                    total += p * p * q / (Dn * Dn);
+                    ab = ba = 2 * p * q / (Dn * Dn), bb = 2 * p * p * (ORTHO_EPS - q) / (Dn * Dn * Dn);
+                } else { /* t = p^2 / ((|a|^2 + eps)(|b|^2 + eps)) */
+                    double Da = dotf(a, a, D) + ORTHO_EPS, u = p * p / (Da * Dn);
+                    total += u;
+                    ab = ba = 2 * p / (Da * Dn), aa = -2 * u / Da, bb = -2 * u / Dn;
+                }
                 if (c == 0.0) continue;
-                float ca = (float)(c * 2 * p * q / (Dn * Dn)), cb = (float)(c * 2 * p * p * (ORTHO_EPS - q) / (Dn * Dn * Dn));
                 float *da = dy + (size_t)rows[i] * D, *db = dy + (size_t)rows[j] * D;
                 for (int d = 0; d < D; d++) {
-                    da[d] += ca * b[d];
-                    db[d] += ca * a[d] + cb * b[d];
+                    da[d] += (float)(c * (aa * a[d] + ab * b[d]));
+                    db[d] += (float)(c * (ba * a[d] + bb * b[d]));
                 }
             }
     }

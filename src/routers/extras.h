@@ -19,6 +19,7 @@
 typedef struct {
     double ortho, var, bias_rate; /* targets (0: off) and the bias update rate (0: off) */
     int ortho_group, var_kind;    /* 0: paper semantics; 1: the released code's */
+    int ortho_norm;               /* 0: raw outputs (paper); 1: unit outputs (cos^2, scale-free) */
 } ExtraOpts;
 
 #define EXTRA_OPTIONS(S, m, d_ortho, d_var, d_bias)                                                                 \
@@ -28,6 +29,9 @@ typedef struct {
     {"ortho_group", ROPT_ENUM, offsetof(S, m.ortho_group), 0, 0, 0, "token|expert",                                 \
      "token: each token's co-selected experts (paper eq. 6); expert: k consecutive rows of the expert-sorted "      \
      "outputs (the released code's grouping)"},                                                                      \
+    {"ortho_norm", ROPT_ENUM, offsetof(S, m.ortho_norm), 0, 0, 0, "raw|unit",                                      \
+     "raw: the paper's term on raw outputs, which grows with their squared norm; unit: on unit outputs (cos^2), "  \
+     "moelab's variant for training from scratch, where step-0 outputs are tiny"},                                  \
     {"var", ROPT_FLOAT, offsetof(S, m.var), d_var, 0, 10, NULL,                                                     \
      "variance-loss target magnitude, calibrated like ortho (0: off; 1e-3 = Guo et al. code, variance_loss_weight)"}, \
     {"var_kind", ROPT_ENUM, offsetof(S, m.var_kind), 0, 0, 0, "row|column",                                         \

@@ -92,7 +92,7 @@ def layer_out(x, pairs, gates, w):
     return out + contrib, ys
 
 
-def ortho_loss(pairs, ys, group):
+def ortho_loss(pairs, ys, group, norm="raw"):
     if group == "token":
         groups = [[p for p, (t, _) in enumerate(pairs) if t == tt] for tt in range(T)]
     else:  # the released code: k consecutive rows of the expert-sorted buffer
@@ -106,7 +106,10 @@ def ortho_loss(pairs, ys, group):
                     continue
                 p = ys[a] @ ys[b]
                 q = ys[b] @ ys[b]
-                total = total + p * p * q / (q + ORTHO_EPS) ** 2
+                if norm == "raw":
+                    total = total + p * p * q / (q + ORTHO_EPS) ** 2
+                else:
+                    total = total + p * p / ((ys[a] @ ys[a] + ORTHO_EPS) * (q + ORTHO_EPS))
                 n += 1
     return total / n if n else torch.zeros((), dtype=torch.float64)
 
@@ -205,6 +208,8 @@ CASES = [
     dict(router="orthvar", opts="", renorm=1, w_var=10.0, w_ortho=0.01, state=[10.0, 0.01, 1.0] + [0.0] * E),
     dict(router="orthvar", opts="var_kind=column,ortho_group=expert", renorm=1, w_var=10.0, w_ortho=0.01,
          var_kind="column", ortho_group="expert", state=[10.0, 0.01, 1.0] + [0.0] * E),
+    dict(router="orthvar", opts="ortho_norm=unit", renorm=0, w_var=10.0, w_ortho=0.1, ortho_norm="unit",
+         state=[10.0, 0.1, 1.0] + [0.0] * E),
     dict(router="auxfree", opts="", renorm=1, score="sigmoid", bias=[0.03, -0.02, 0.0, 0.01],
          state=[0.0, 0.0, 1.0, 0.03, -0.02, 0.0, 0.01]),
     dict(router="expert_choice", opts="", renorm=1, cf=1.0, state=[0.0] * (1 + E)),
@@ -232,7 +237,7 @@ def build(c, gen):
     pairs, gates, losses = ROUTE[c["router"]](x, w, c)
     out, ys = layer_out(x, pairs, gates, w)
     if c.get("w_ortho"):
-        losses["ortho"] = (ortho_loss(pairs, ys, c.get("ortho_group", "token")), c["w_ortho"])
+        losses["ortho"] = (ortho_loss(pairs, ys, c.get("ortho_group", "token"), c.get("ortho_norm", "raw")), c["w_ortho"])
     total = (out * rw).sum() + sum(coef * v for v, coef in losses.values())
     total.backward()
     return w, x, rw, pairs, gates, losses, out
