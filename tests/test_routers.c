@@ -26,6 +26,7 @@ static const struct {
     {"topk", "bias_rate=0.01,var=1e-3"},
     {"orthvar", "var_kind=column,ortho_group=expert"},
     {"orthvar", "ortho_norm=unit"},
+    {"orthvar", "calib=0.5"},
     {"auxfree", "score=softmax"},
     {"expert_choice", "cf=0.5,infer=threshold"},
     {"usmoe", "group=sequence,infer=topk"},
@@ -454,6 +455,13 @@ static void test_orthvar_calibration(void) {
         if (!strcmp(c.r.losses[i].name, "ortho")) ortho = c.r.losses[i].value * c.r.losses[i].coef;
     }
     CHECK(var < 0 && ortho > 0, "scaled var %g, ortho %g", var, ortho);
+    layer_free(&c);
+    /* calib=0.5 of 10 steps: nothing measured or applied before step 5, then calibrated. */
+    if (layer_make(&c, "orthvar", "calib=0.5", 8)) { CHECK(0, "%s", ml_last_error()); layer_free(&c); return; }
+    for (int s = 0; s < 5; s++) layer_step(&c);
+    CHECK(c.state[2] == 0 && c.state[0] == 0, "calibrated before step 5");
+    layer_step(&c);
+    CHECK(c.state[2] == 1 && c.state[0] > 0, "not calibrated at step 5");
     layer_free(&c);
 }
 

@@ -91,7 +91,9 @@ static double column_variance(Extras *x, const Routing *rt, int T) {
     return v / ((double)x->E * T);
 }
 
-static int calibrating(const Extras *x, const RouterLayer *r) { return r->mode == ROUTE_TRAIN && !x->state[S_CALIBRATED]; }
+static int calibrating(const Extras *x, const RouterLayer *r) {
+    return r->mode == ROUTE_TRAIN && !x->state[S_CALIBRATED] && r->step >= (long)floor(x->o.calib * r->total_steps);
+}
 
 void extras_forward(Extras *x, RouterLayer *r, const float *scores, const Routing *rt, int T) {
     x->T = T;

@@ -18,6 +18,7 @@
 
 typedef struct {
     double ortho, var, bias_rate; /* targets (0: off) and the bias update rate (0: off) */
+    double calib;                 /* fraction of training before the multipliers are measured */
     int ortho_group, var_kind;    /* 0: paper semantics; 1: the released code's */
     int ortho_norm;               /* 0: raw outputs (paper); 1: unit outputs (cos^2, scale-free) */
 } ExtraOpts;
@@ -37,6 +38,10 @@ typedef struct {
     {"var_kind", ROPT_ENUM, offsetof(S, m.var_kind), 0, 0, 0, "row|column",                                         \
      "row: variance over experts of each token's dense scores (released code); column: variance over tokens of "    \
      "each expert's final gates (paper eq. 7, divided by tokens)"},                                                  \
+    {"calib", ROPT_FLOAT, offsetof(S, m.calib), 0, 0, 0.9, NULL,                                                    \
+     "fraction of training after which the multipliers are measured (one step) and frozen; until then both "       \
+     "losses are measured, not applied (0: the first step, the released code; from scratch a later step avoids "   \
+     "multipliers fitted to the tiny initial values)"},                                                              \
     {"bias_rate", ROPT_FLOAT, offsetof(S, m.bias_rate), d_bias, 0, 1, NULL,                                         \
      "aux-loss-free selection bias: bias += rate*sign(mean load - load) after each step (0: off; 1e-3 = "           \
      "DeepSeek-V3, Megatron moe_router_bias_update_rate)"}
