@@ -16,6 +16,8 @@ done
 pkgs=(gcc make libc6-dev libopenblas-openmp-dev libcjson-dev zlib1g-dev python3 python3-numpy)
 # moelab report draws its charts with gnuplot; its tests load the page in headless chromium.
 pkgs+=(gnuplot-nox chromium fonts-dejavu-core)
+# Open MPI: `mpirun -np N build/moelab train ...` (the Makefile builds with it when present).
+pkgs+=(libopenmpi-dev openmpi-bin)
 [ "$want_torch" = 1 ] && pkgs+=(python3-torch)
 
 missing=()
@@ -25,7 +27,7 @@ done
 # Any CBLAS will do for building; the OpenMP OpenBLAS is the one we tune for.
 have_cblas() { [ -e /usr/include/cblas.h ] || ls /usr/include/*/cblas.h >/dev/null 2>&1; }
 if [ "$check" = 1 ] && [ "$want_torch" = 0 ] && command -v gcc >/dev/null && command -v make >/dev/null &&
-    [ -e /usr/include/cjson/cJSON.h ] && [ -e /usr/include/zlib.h ] && have_cblas; then
+    [ -e /usr/include/cjson/cJSON.h ] && [ -e /usr/include/zlib.h ] && have_cblas && command -v mpicc >/dev/null; then
     missing=()
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0

@@ -1,6 +1,8 @@
 /* moelab bench: training throughput of moelab and of the PyTorch mirror on the same
  * config and thread count, in one run, with MFU against this machine's measured sgemm peak. */
+#include "cli/bench_router.h"
 #include "cli/commands.h"
+#include "core/spawn.h"
 #include "core/util.h"
 #include "model/model.h"
 #include "model/optim.h"
@@ -22,7 +24,8 @@ static void usage(void) {
            "Prints median tokens/s of both, their ratio, and MFU = FLOPs/s / measured cblas_sgemm peak,\n"
            "with FLOPs/token = 6 x active parameters + 6 x layers x d_model x seq_len (causal attention).\n"
            "--thread-split times moelab alone with every split of the cores between OpenMP loops and\n"
-           "the BLAS (both N, OpenMP 1 + BLAS N, OpenMP N + BLAS 1): --threads N uses both N.\n");
+           "the BLAS (both N, OpenMP 1 + BLAS N, OpenMP N + BLAS 1): --threads N uses both N.\n"
+           "moelab bench --router NAME times a router against topk: see moelab bench --router NAME --help.\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -118,21 +121,25 @@ static int find_mirror(char *out, size_t n) {
 }
 
 static double bench_mirror(const char *python, int threads, int steps, int warm) {
-    char script[PATH_MAX + 64], cmd[2 * PATH_MAX + 256], line[4096];
+    char script[PATH_MAX + 64], nt[16], ns[16], nw[16];
     if (find_mirror(script, sizeof script)) {
         fprintf(stderr, "moelab bench: MIRROR SKIPPED: tests/mirror/bench_mirror.py not found\n");
         return -1;
     }
-    snprintf(cmd, sizeof cmd, "'%s' '%s' --threads %d --steps %d --warmup-steps %d", python, script, threads, steps, warm);
-    fprintf(stderr, "running the PyTorch mirror: %s\n", cmd);
-    FILE *p = popen(cmd, "r");
-    if (!p) return -1;
+    snprintf(nt, sizeof nt, "%d", threads);
+    snprintf(ns, sizeof ns, "%d", steps);
+    snprintf(nw, sizeof nw, "%d", warm);
+    /* An argument vector, never a shell line: --python is a path, not a command. */
+    char *argv[] = {(char *)python, script, "--threads", nt, "--steps", ns, "--warmup-steps", nw, NULL};
+    fprintf(stderr, "running the PyTorch mirror: %s %s --threads %s --steps %s --warmup-steps %s\n", python, script, nt,
+            ns, nw);
+    int code;
+    char *out = ml_spawn_capture(argv, 0, 1 << 20, &code, NULL);
     double tps = -1;
-    while (fgets(line, sizeof line, p)) {
-        char *at = strstr(line, "\"tok_per_s\":");
-        if (at) tps = strtod(at + 12, NULL);
-    }
-    if (pclose(p) != 0 || tps <= 0) {
+    const char *at = out ? strstr(out, "\"tok_per_s\":") : NULL;
+    if (at) tps = strtod(at + 12, NULL);
+    free(out);
+    if (code != 0 || !(tps > 0)) {
         fprintf(stderr, "moelab bench: MIRROR FAILED (is python3-torch installed? %s)\n", python);
         return -1;
     }
@@ -159,9 +166,18 @@ static int thread_split(int steps, int warm) {
     return 0;
 }
 
+/* A whole number in 0..max, else -1 (refused below with the valid ranges). */
+static int count_flag(const char *v, long max) {
+    char *end;
+    long x = strtol(v, &end, 10);
+    return *v && !*end && x >= 0 && x <= max ? (int)x : -1;
+}
+
 int cmd_bench(int argc, char **argv) {
     int threads = 0, steps = 10, warm = 2, mirror = 1, split = 0;
     const char *python = "/usr/bin/python3", *json = NULL;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--router") == 0) return bench_router(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (cli_is_help(f)) {
@@ -170,9 +186,9 @@ int cmd_bench(int argc, char **argv) {
         }
         if (strcmp(f, "--no-mirror") == 0) mirror = 0;
         else if (strcmp(f, "--thread-split") == 0) split = 1;
-        else if (strcmp(f, "--threads") == 0 && v) threads = atoi(argv[++i]);
-        else if (strcmp(f, "--steps") == 0 && v) steps = atoi(argv[++i]);
-        else if (strcmp(f, "--warmup-steps") == 0 && v) warm = atoi(argv[++i]);
+        else if (strcmp(f, "--threads") == 0 && v) threads = count_flag(argv[++i], 1024);
+        else if (strcmp(f, "--steps") == 0 && v) steps = count_flag(argv[++i], 100000);
+        else if (strcmp(f, "--warmup-steps") == 0 && v) warm = count_flag(argv[++i], 100000);
         else if (strcmp(f, "--python") == 0 && v) python = argv[++i];
         else if (strcmp(f, "--json") == 0 && v) json = argv[++i];
         else {
@@ -181,7 +197,7 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     if (steps < 1 || warm < 0 || threads < 0) {
-        fprintf(stderr, "moelab bench: --steps must be >= 1, --warmup-steps and --threads >= 0\n");
+        fprintf(stderr, "moelab bench: --steps must be in 1..100000, --warmup-steps in 0..100000, --threads in 0..1024\n");
         return 1;
     }
     if (split) {

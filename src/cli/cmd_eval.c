@@ -1,22 +1,28 @@
 #include "cli/commands.h"
 #include "core/util.h"
+#include "model/sizes.h"
 #include "io/checkpoint.h"
+#include "io/jsonl.h"
 #include "train/evaluate.h"
 #include "train/trainer.h"
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static void usage(void) {
-    printf("usage: moelab eval CHECKPOINT --data DIR [--split val|train] [--batch B] [--batches N] [--mode eval|infer] [--router NAME [--router-opts K=V,...]] [--threads N] [--json]\n\n"
+    printf("usage: moelab eval CHECKPOINT --data DIR [--split val|train] [--batch B] [--batches N] [--mode eval|infer] [--threads N] [--json]\n"
+           "                  [--router NAME] [--router-opts KEY=VALUE,...]\n\n"
            "Mean loss (nats/token) and bits per byte of CHECKPOINT (a run folder or a .safetensors file)\n"
            "on DIR/<split>.bin, overall and per domain (when the data has several). --json prints one\n"
            "object: split, mode, loss, bpb, tokens, and domains: {name: {loss, bpb, tokens}}.\n"
            "--batches 0 (default) covers the whole split; N > 0 evaluates N batches of windows spread\n"
            "evenly over it (as training's periodic evaluation does). --mode infer uses the causal per-token\n"
            "routing rule of generation; eval (default) the training rule.\n"
+           "--router-opts: the router's options at evaluation (e.g. eval_select=topk), its state kept.\n"
            "--router runs the checkpoint under another router, training-free (e.g. usmoe on a topk checkpoint:\n"
-           "it reuses the router weights; its calibrated state starts empty, so infer falls back to top-k).\n");
+           "it reuses the router weights; its calibrated state starts empty, so infer falls back to top-k),\n"
+           "with --router-opts as that router's options.\n");
 }
 
 static int parse_int(const char *flag, const char *v, int lo, int *out) {
@@ -39,18 +45,24 @@ static void print_text(const char *split, const char *mode, const EvalResult *ev
     }
 }
 
-/* "domains" maps each domain with tokens to its loss, bits per byte and token count. */
-static void print_json(const char *split, const char *mode, const EvalResult *ev) {
-    printf("{\"split\":\"%s\",\"mode\":\"%s\",\"loss\":%.6f,\"bpb\":%.6f,\"tokens\":%ld,\"domains\":{", split, mode,
-           ev->loss, ev->bpb, ev->tokens);
+/* "domains" maps each domain with tokens to its loss, bits per byte and token count;
+ * a non-finite loss (a diverged model) is null. -1 (ml_fail) when stdout fails. */
+static int print_json(const char *split, const char *mode, const EvalResult *ev) {
+    fflush(stdout);
+    FILE *out = jsonl_fdopen(1);
+    if (!out) return -1;
+    fprintf(out, "{\"split\":\"%s\",\"mode\":\"%s\",\"loss\":%.6f,\"bpb\":%.6f,\"tokens\":%ld,\"domains\":{", split, mode,
+            ev->loss, ev->bpb, ev->tokens);
     int first = 1;
     for (int d = 0; d < ev->n_domains; d++) {
         const EvalDomain *x = &ev->domains[d];
         if (x->tokens == 0 || !eval_domain_name_ok(x->name)) continue;
-        printf("%s\"%s\":{\"loss\":%.6f,\"bpb\":%.6f,\"tokens\":%ld}", first ? "" : ",", x->name, x->loss, x->bpb, x->tokens);
+        fprintf(out, "%s\"%s\":{\"loss\":%.6f,\"bpb\":%.6f,\"tokens\":%ld}", first ? "" : ",", x->name, x->loss, x->bpb,
+                x->tokens);
         first = 0;
     }
-    printf("}}\n");
+    fprintf(out, "}}\n");
+    return fclose(out) == 0 ? 0 : ml_fail("cannot write standard output: %s", strerror(errno));
 }
 
 int cmd_eval(int argc, char **argv) {
@@ -76,6 +88,7 @@ int cmd_eval(int argc, char **argv) {
         else rc = ml_fail("unexpected argument '%s'", f);
     }
     if (rc == 0 && !ckpt) rc = ml_fail("a CHECKPOINT is required");
+    if (rc == 0 && threads > 1024) rc = ml_fail("--threads must be in 0..1024 (0: all cores)");
     if (rc == 0 && !data) rc = ml_fail("--data DIR is required");
     if (rc == 0 && strcmp(split, "val") && strcmp(split, "train")) rc = ml_fail("--split must be val or train");
     if (rc == 0 && strcmp(mode_s, "eval") && strcmp(mode_s, "infer")) rc = ml_fail("--mode must be eval or infer");
@@ -88,13 +101,14 @@ int cmd_eval(int argc, char **argv) {
     memset(&meta, 0, sizeof meta);
     set_threads(threads);
     if (rc == 0) rc = cli_load_model_and_split(ckpt, data, split, &m, &tc, &s);
-    if (rc == 0 && ropts && !router) rc = ml_fail("--router-opts needs --router");
     if (rc == 0 && router) rc = model_switch_router(&m, router, ropts);
+    else if (rc == 0 && ropts) rc = cli_router_opts(&m, ropts);
     if (rc == 0) rc = data_meta_load(&meta, data);
+    if (rc == 0) rc = sizes_check_run(&m.cfg, batch, m.cfg.seq_len, 0);
     EvalResult ev;
     if (rc == 0) rc = evaluate(&m, &s, &meta, batch, m.cfg.seq_len, batches, strcmp(mode_s, "infer") ? ROUTE_EVAL : ROUTE_INFER, &ev, NULL, NULL);
     if (rc == 0) {
-        if (json) print_json(split, mode_s, &ev);
+        if (json) rc = print_json(split, mode_s, &ev);
         else print_text(split, mode_s, &ev);
     }
     if (rc) fprintf(stderr, "moelab eval: %s\n", ml_last_error());

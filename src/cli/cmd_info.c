@@ -29,6 +29,7 @@ int cmd_info(int argc, char **argv) {
     TrainConfig tc;
     memset(&m, 0, sizeof m);
     if (rc == 0) rc = checkpoint_load_model(ckpt, &m, &tc);
+    if (rc == 0) cli_warn_nonfinite(ckpt, &m);
     if (rc) {
         fprintf(stderr, "moelab info: %s\n", ml_last_error());
         return 1;

@@ -62,6 +62,10 @@ static int report(ReportArgs *a) {
         int charts = report_html(&set, &o, &p, &html);
         rc = charts < 0 ? -1 : ml_write_file_atomic(out, html, strlen(html));
         if (rc == 0) printf("wrote %s: %d runs in %d variants, %d charts\n", out, set.n_runs, set.n_groups, charts);
+        for (int i = 0; rc == 0 && i < set.n_runs; i++)
+            if (set.runs[i].log.nonfinite)
+                fprintf(stderr, "moelab report: warning: %s: %d log lines hold non-finite values (NaN or Inf)\n",
+                        set.runs[i].log.dir, set.runs[i].log.nonfinite);
     }
     free(html);
     free(out);

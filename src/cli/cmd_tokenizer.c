@@ -180,6 +180,11 @@ static char *read_input(const char *path, size_t *len) {
         size_t got = fread(buf + *len, 1, cap - *len - 1, stdin);
         *len += got;
         if (got == 0) break;
+        if (*len > ML_READ_MAX_TEXT) { /* an endless stream (a device, a pipe that never closes) */
+            free(buf);
+            ml_fail("stdin holds more than %llu bytes", (unsigned long long)ML_READ_MAX_TEXT);
+            return NULL;
+        }
     }
     if (ferror(stdin)) {
         free(buf);

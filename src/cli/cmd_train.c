@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "core/dist.h"
 #include "core/util.h"
 #include "moe/router.h"
 #include "train/trainer.h"
@@ -15,7 +16,11 @@ static void usage(void) {
            "  --out RUNDIR        run folder\n"
            "  --resume            continue the checkpoint in RUNDIR\n"
            "  --config FILE       JSON config\n"
-           "  --quiet             no progress line\n%s\nrouters:\n",
+           "  --quiet             no progress line\n\n"
+           "Under mpirun (mpirun -np N moelab train ...) N processes train one model: each takes\n"
+           "its share of every global batch (N x batch x grad-accum). Rank 0 writes RUNDIR.\n"
+           "  --expert-parallel P split each MoE layer's experts over groups of P processes\n"
+           "  --no-overlap        reduce gradients after the backward, not during it (to measure)\n%s\nrouters:\n",
            config_flags_help());
     for (const RouterSpec *const *r = router_all(); *r; r++) {
         printf("  %-16s %s\n", (*r)->name, (*r)->summary);
@@ -29,7 +34,7 @@ int cmd_train(int argc, char **argv) {
     config_defaults(&a.tc);
     a.flags = ml_calloc(argc, sizeof(char *));
     a.values = ml_calloc(argc, sizeof(char *));
-    int rc = 0;
+    int rc = 0, r_dist, used;
     /* --config first, so explicit flags override it wherever they appear. */
     for (int i = 1; i < argc && rc == 0; i++)
         if (strcmp(argv[i], "--config") == 0) {
@@ -47,6 +52,10 @@ int cmd_train(int argc, char **argv) {
         if (strcmp(f, "--resume") == 0) a.resume = 1;
         else if (strcmp(f, "--quiet") == 0) a.quiet = 1;
         else if (strcmp(f, "--config") == 0) i++;
+        else if (rc == 0 && (r_dist = train_dist_flag(&a, f, v, &used)) != 0) {
+            if (r_dist < 0) rc = -1;
+            i += used;
+        }
         else if (strcmp(f, "--data") == 0 || strcmp(f, "--out") == 0) {
             if (!v) rc = ml_fail("%s needs a value", f);
             else if (f[2] == 'd') a.data_dir = v;
@@ -65,9 +74,11 @@ int cmd_train(int argc, char **argv) {
     }
     if (rc == 0 && !a.data_dir) rc = ml_fail("--data DIR is required");
     if (rc == 0 && !a.out_dir) rc = ml_fail("--out RUNDIR is required");
+    if (rc == 0) rc = dist_init(&argc, &argv);
     if (rc == 0) rc = train_run(&a);
     if (rc) fprintf(stderr, "moelab train: %s\n", ml_last_error());
     free(a.flags);
     free(a.values);
+    dist_finalize(rc != 0);
     return rc ? 1 : 0;
 }

@@ -1,5 +1,7 @@
 /* moelab: train, evaluate and look inside Mixture-of-Experts language models. */
 #include "cli/commands.h"
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -33,6 +35,7 @@ static const struct {
     {"compare", cmd_compare, "train routers x seeds on the same budget and tabulate them"},
     {"report", cmd_report, "a self-contained HTML report of run folders"},
     {"route", cmd_route, "apply a router's selection to dumped router logits"},
+    {"export", cmd_export, "write a checkpoint as a GGUF file for llama.cpp"},
 };
 
 static void usage(FILE *f) {
@@ -41,13 +44,26 @@ static void usage(FILE *f) {
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].summary);
 }
 
+/* Output that could not be written is an error with a message, whatever the command. */
+static int finish(int rc) {
+    errno = 0;
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "moelab: cannot write standard output: %s\n", errno ? strerror(errno) : "write error");
+        return rc ? rc : 1;
+    }
+    return rc;
+}
+
 int main(int argc, char **argv) {
+    /* A closed pipe or a file size limit fails the write (checked) instead of killing us silently. */
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2 || cli_is_help(argv[1])) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 1 : 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].fn(argc - 1, argv + 1);
+        if (strcmp(argv[1], COMMANDS[i].name) == 0) return finish(COMMANDS[i].fn(argc - 1, argv + 1));
     fprintf(stderr, "moelab: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 1;

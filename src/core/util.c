@@ -62,32 +62,61 @@ void ml_reserve(void **buf, size_t *cap, size_t n) {
     *cap = c;
 }
 
-char *ml_read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
+int ml_open_regular(const char *path, uint64_t *size) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return ml_fail("cannot open '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return ml_fail("'%s' is not a regular file (a folder, FIFO or device is not read)", path);
+    }
+    int fl = fcntl(fd, F_GETFL);
+    if (fl != -1) (void)fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+    if (size) *size = (uint64_t)st.st_size;
+    return fd;
+}
+
+FILE *ml_fopen_regular(const char *path, uint64_t *size) {
+    int fd = ml_open_regular(path, size);
+    if (fd < 0) return NULL;
+    FILE *f = fdopen(fd, "rb");
     if (!f) {
         ml_fail("cannot open '%s': %s", path, strerror(errno));
+        close(fd);
+    }
+    return f;
+}
+
+char *ml_read_file_max(const char *path, size_t *len, uint64_t max) {
+    uint64_t size;
+    int fd = ml_open_regular(path, &size);
+    if (fd < 0) return NULL;
+    if (size > max || size > SIZE_MAX - 1) {
+        close(fd);
+        ml_fail("'%s' is %llu bytes, more than the %llu this file may hold", path, (unsigned long long)size,
+                (unsigned long long)max);
         return NULL;
     }
-    size_t cap = 1 << 16, n = 0;
-    char *buf = ml_malloc(cap + 1);
-    for (;;) {
-        size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
-        if (n < cap) break;
-        cap *= 2;
-        buf = ml_realloc(buf, cap + 1);
+    char *buf = ml_malloc((size_t)size + 1);
+    size_t n = 0;
+    while (n < size) {
+        ssize_t got = read(fd, buf + n, (size_t)size - n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) break;
+        n += (size_t)got;
     }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
+    close(fd);
+    if (n != size) {
         free(buf);
-        ml_fail("error reading '%s'", path);
+        ml_fail("error reading '%s': %s", path, n < size ? "it shrank while being read" : strerror(errno));
         return NULL;
     }
     buf[n] = 0;
     if (len) *len = n;
     return buf;
 }
+
+char *ml_read_file(const char *path, size_t *len) { return ml_read_file_max(path, len, ML_READ_MAX); }
 
 int ml_write_atomic_with(const char *path, int (*write_fn)(FILE *f, void *ctx), void *ctx) {
     size_t n = strlen(path) + 32;

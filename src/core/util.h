@@ -18,7 +18,19 @@ char *ml_strdup(const char *s);
 /* Grow-only buffer: ensures *buf holds at least n bytes, keeping contents. */
 void ml_reserve(void **buf, size_t *cap, size_t n);
 
-/* Reads a whole file; returns NULL (with ml_fail) when missing or unreadable. */
+/* Opens path for reading only if it is a regular file (a FIFO, a device or a folder is
+ * refused without blocking on it); *size gets its length. Returns the fd, or -1 (ml_fail). */
+int ml_open_regular(const char *path, uint64_t *size);
+/* The same as a stdio stream. */
+FILE *ml_fopen_regular(const char *path, uint64_t *size);
+/* Reads a whole regular file of at most `max` bytes (the length it has when opened, so a
+ * file that keeps growing is read up to that point); returns NULL (with ml_fail) when
+ * missing, not a regular file, larger than max or unreadable. */
+char *ml_read_file_max(const char *path, size_t *len, uint64_t max);
+/* ml_read_file_max with ML_READ_MAX: every file a loader reads whole. */
+#define ML_READ_MAX ((uint64_t)1 << 36)
+/* JSON and other text files (configs, manifests, meta.json, tokenizer.json, logs). */
+#define ML_READ_MAX_TEXT ((uint64_t)1 << 30)
 char *ml_read_file(const char *path, size_t *len);
 /* Writes `len` bytes to `path` atomically: temp file in the same folder, fsync, rename.
  * A reader never sees a half-written file; on failure the old file stays. */

@@ -2,6 +2,7 @@
  * (paths, folders, globs, Debian package lists), reading possibly gzip'd files, and
  * cutting text into documents. */
 #include "data/manifest.h"
+#include "core/spawn.h"
 #include "core/util.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -13,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 #include <zlib.h>
 
 /* ---------------------------------------------------------------- small helpers */
@@ -196,7 +198,7 @@ int manifest_parse(Manifest *m, const char *json, const char *base_dir, const ch
 
 int manifest_load(Manifest *m, const char *path) {
     memset(m, 0, sizeof *m);
-    char *text = ml_read_file(path, NULL);
+    char *text = ml_read_file_max(path, NULL, ML_READ_MAX_TEXT);
     if (!text) {
         char why[512];
         snprintf(why, sizeof why, "%s", ml_last_error());
@@ -333,35 +335,21 @@ static int add_files_entry(Lister *ls, const char *entry) {
     return rc;
 }
 
-/* Runs a dpkg-query command; returns its output (NUL-terminated) and exit status. */
-static char *run_query(const char *cmd, int *status) {
-    FILE *p = popen(cmd, "r");
-    if (!p) {
-        *status = -1;
-        return NULL;
-    }
-    size_t n = 0, cap = 4096;
-    char *buf = ml_malloc(cap);
-    size_t got;
-    while ((got = fread(buf + n, 1, cap - n - 1, p)) > 0) {
-        n += got;
-        if (cap - n - 1 == 0) buf = ml_realloc(buf, cap *= 2);
-    }
-    buf[n] = 0;
-    int st = pclose(p);
-    *status = (st != -1 && WIFEXITED(st)) ? WEXITSTATUS(st) : -1;
-    return buf;
+/* Runs dpkg-query with these arguments (a vector: a package name is never parsed by a
+ * shell); returns its output (NUL-terminated) and exit status. */
+static char *run_query(const char *opt1, const char *opt2, const char *pkg, int *status) {
+    char *argv[] = {"dpkg-query", (char *)opt1, (char *)opt2, "--", (char *)pkg, NULL};
+    if (!opt2) argv[2] = "--", argv[3] = (char *)pkg, argv[4] = NULL;
+    return ml_spawn_capture(argv, 1, (size_t)1 << 30, status, NULL);
 }
 
 /* Checks the package is installed and records its version; files come from `dpkg-query -L`
  * (what `dpkg -L` prints), keeping regular files that match an include glob. */
 static int add_package(Lister *ls, const char *pkg) {
     const ManifestDomain *d = ls->dom;
-    char cmd[256];
     int st;
-    snprintf(cmd, sizeof cmd, "dpkg-query -W -f='${db:Status-Abbrev}|${Version}' '%s' 2>/dev/null", pkg);
-    char *info = run_query(cmd, &st);
-    int installed = info && st == 0 && strncmp(info, "ii", 2) == 0;
+    char *info = run_query("-W", "-f=${db:Status-Abbrev}|${Version}", pkg, &st);
+    int installed = info && st == 0 && strncmp(info, "ii", 2) == 0 && strchr(info, '|');
     if (!installed) {
         free(info);
         if (st == 127 || st == -1)
@@ -376,8 +364,7 @@ static int add_package(Lister *ls, const char *pkg) {
     out->pkgs[out->n_pkgs++].version = ml_strdup(strchr(info, '|') + 1);
     free(info);
 
-    snprintf(cmd, sizeof cmd, "dpkg-query -L '%s' 2>/dev/null", pkg);
-    char *list = run_query(cmd, &st);
+    char *list = run_query("-L", NULL, pkg, &st);
     if (!list || st != 0) {
         free(list);
         return ml_fail("domain '%s': 'dpkg-query -L %s' failed", d->name, pkg);
@@ -472,11 +459,13 @@ void domain_files_free(DomainFiles *f) {
 #define MAX_FILE_BYTES ((size_t)1 << 31) /* a bound on decompressed size: a gzip bomb fails cleanly */
 
 char *corpus_read_file(const char *path, size_t *len) {
-    struct stat st;
-    if (stat(path, &st) != 0) return ml_fail("cannot read '%s': %s", path, strerror(errno)), NULL;
-    if (!S_ISREG(st.st_mode)) return ml_fail("'%s' is not a regular file", path), NULL;
-    gzFile f = gzopen(path, "rb"); /* reads plain files unchanged */
-    if (!f) return ml_fail("cannot open '%s': %s", path, strerror(errno)), NULL;
+    int fd = ml_open_regular(path, NULL);
+    if (fd < 0) return NULL;
+    gzFile f = gzdopen(fd, "rb"); /* reads plain files unchanged */
+    if (!f) {
+        close(fd);
+        return ml_fail("cannot open '%s': %s", path, strerror(errno)), NULL;
+    }
     gzbuffer(f, 1 << 17);
     size_t n = 0, cap = 1 << 16;
     char *buf = ml_malloc(cap + 1);

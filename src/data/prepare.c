@@ -398,7 +398,7 @@ static int write_one(int k, const char *path, const SplitBuf sp[2], const Tok *t
     if (k == OUT_TOK) {
         if (!o->tokenizer) return tok_save(t->tok, path);
         size_t n; /* a given tokenizer is copied byte for byte */
-        char *text = ml_read_file(o->tokenizer, &n);
+        char *text = ml_read_file_max(o->tokenizer, &n, ML_READ_MAX_TEXT);
         if (!text) return -1;
         int rc = ml_write_file_atomic(path, text, n);
         free(text);

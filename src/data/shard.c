@@ -199,15 +199,11 @@ static int read_tables(FILE *f, const char *path, Shard *s) {
 
 int shard_load(Shard *s, const char *path) {
     memset(s, 0, sizeof *s);
-    FILE *f = fopen(path, "rb");
-    if (!f) return ml_fail("cannot open shard '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return ml_fail("%s: not a regular file", path);
-    }
+    uint64_t size;
+    FILE *f = ml_fopen_regular(path, &size);
+    if (!f) return -1;
     Header h = {0};
-    int rc = read_header(f, path, (uint64_t)st.st_size, &h);
+    int rc = read_header(f, path, size, &h);
     if (rc == 0) {
         s->vocab_size = (int)h.vocab;
         s->n_domains = (int)h.n_domains;
@@ -373,7 +369,7 @@ int data_meta_load(DataMeta *m, const char *dir) {
     memset(m, 0, sizeof *m);
     char path[4096];
     if (snprintf(path, sizeof path, "%s/meta.json", dir) >= (int)sizeof path) return ml_fail("path too long: %s", dir);
-    char *text = ml_read_file(path, NULL);
+    char *text = ml_read_file_max(path, NULL, ML_READ_MAX_TEXT);
     if (!text) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);
@@ -382,7 +378,7 @@ int data_meta_load(DataMeta *m, const char *dir) {
     const cJSON *vs = cJSON_GetObjectItemCaseSensitive(root, "vocab_size");
     if (!cJSON_IsString(tok) || !tok->valuestring[0] || strlen(tok->valuestring) >= sizeof m->tokenizer)
         return meta_fail(m, root, ml_fail("%s: missing or bad \"tokenizer\"", path));
-    if (!cJSON_IsNumber(vs) || vs->valuedouble < 1 || vs->valuedouble > INT32_MAX || vs->valuedouble != (int)vs->valuedouble)
+    if (!cJSON_IsNumber(vs) || vs->valuedouble < 1 || vs->valuedouble > (1 << 24) || vs->valuedouble != (int)vs->valuedouble)
         return meta_fail(m, root, ml_fail("%s: missing or bad \"vocab_size\"", path));
     strcpy(m->tokenizer, tok->valuestring);
     m->vocab_size = (int)vs->valuedouble;

@@ -351,7 +351,7 @@ int tok_load_json(Tokenizer **out, const char *json, size_t len, const char *wha
 int tok_load(Tokenizer **out, const char *path) {
     size_t len;
     *out = NULL;
-    char *s = ml_read_file(path, &len);
+    char *s = ml_read_file_max(path, &len, ML_READ_MAX_TEXT);
     if (!s) return -1;
     int rc = tok_load_json(out, s, len, path);
     free(s);

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -259,8 +260,8 @@ int checkpoint_load_model(const char *path, Model *m, TrainConfig *tc) {
 /* Only the header of model.safetensors is needed to cross-check the step and config;
  * the weights were already validated by checkpoint_load_model. */
 static int read_model_header(const char *path, StFile *f) {
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return ml_fail("cannot open '%s': %s", path, strerror(errno));
+    FILE *fp = ml_fopen_regular(path, NULL);
+    if (!fp) return -1;
     unsigned char len8[8];
     uint64_t hlen = 0;
     int rc = fread(len8, 1, 8, fp) == 8 ? 0 : ml_fail("%s: truncated: shorter than the 8-byte header length", path);
@@ -327,9 +328,22 @@ static int restore_state(const StFile *f, const char *optim, const char *model, 
     if (st_read(f, "adam.m", "F32", 1, (int64_t[]){(int64_t)n}, opt->m) ||
         st_read(f, "adam.v", "F32", 1, (int64_t[]){(int64_t)n}, opt->v))
         return fail_in(optim, "");
+    /* AdamW divides by sqrt(v): a negative or non-finite moment can only come from a
+     * damaged or forged file, and would turn every later step into NaN. */
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(opt->m[i]) || !isfinite(opt->v[i]) || opt->v[i] < 0)
+            return ml_fail("%s: impossible optimizer state at index %zu (m=%g, v=%g; second moments must be finite "
+                           "and >= 0): the file is damaged", optim, i, opt->m[i], opt->v[i]);
     opt->t = adam_t;
     *st = s;
     return 0;
+}
+
+size_t checkpoint_nonfinite(const Model *m) {
+    size_t bad = 0;
+    for (size_t i = 0; i < m->table.total; i++) bad += !isfinite(m->params[i]);
+    for (size_t i = 0; i < m->router_state_len; i++) bad += !isfinite(m->router_state[i]);
+    return bad;
 }
 
 int checkpoint_load_state(const char *rundir, const Model *m, AdamW *opt, TrainState *st) {

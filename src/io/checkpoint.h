@@ -23,5 +23,8 @@ int checkpoint_load_model(const char *path, Model *m, TrainConfig *tc);
  * opt is either zeroed (it is then allocated) or adamw_init-ed for m's size. st gets step,
  * loader B, T and rng; st->loader.shard is left as it was (re-attach it, e.g. loader_init). */
 int checkpoint_load_state(const char *rundir, const Model *m, AdamW *opt, TrainState *st);
+/* Parameter and router-state values of m that are NaN or infinite (a diverged run's
+ * checkpoint): the commands that use a model say so when this is not 0. */
+size_t checkpoint_nonfinite(const Model *m);
 
 #endif

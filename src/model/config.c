@@ -1,4 +1,5 @@
 #include "model/config.h"
+#include "model/sizes.h"
 #include "core/util.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -57,6 +58,7 @@ static const Field FIELDS[] = {
     TF("beta2", F_FLOAT, beta2, "AdamW beta2"),
     TF("adam-eps", F_FLOAT, adam_eps, "AdamW epsilon"),
     TF("grad-clip", F_FLOAT, grad_clip, "global gradient-norm clip (0: off)"),
+    TF("bad-steps", F_INT, bad_steps, "steps with a non-finite loss or gradient are skipped; this many in a row stop training"),
     TF("seed", F_U64, seed, "random seed for init and data order"),
 };
 #define N_FIELDS (sizeof FIELDS / sizeof FIELDS[0])
@@ -99,6 +101,7 @@ void config_defaults(TrainConfig *c) {
     c->adam_eps = 1e-8f;
     c->grad_clip = 1.0f;
     c->seed = 1337;
+    c->bad_steps = 3;
 }
 
 static const Field *find_field(const char *name) {
@@ -186,7 +189,7 @@ int config_apply_json_text(TrainConfig *c, const char *text) {
 }
 
 int config_load_json(TrainConfig *c, const char *path) {
-    char *text = ml_read_file(path, NULL);
+    char *text = ml_read_file_max(path, NULL, ML_READ_MAX_TEXT);
     if (!text) return -1;
     int rc = config_apply_json_text(c, text);
     free(text);
@@ -218,13 +221,13 @@ int config_validate_model(const ModelConfig *m) {
     if (!(m->rope_theta > 1.0f)) return ml_fail("rope-theta must be > 1");
     if (!(m->norm_eps > 0.0f)) return ml_fail("norm-eps must be > 0");
     if (m->aux_coef < 0 || m->z_coef < 0) return ml_fail("aux-coef and z-coef must be >= 0");
-    return 0;
+    return sizes_check_model(m);
 }
 
 int config_validate(const TrainConfig *c) {
     if (config_validate_model(&c->model)) return -1;
-    if (c->batch < 1) return ml_fail("batch must be >= 1 (got %d)", c->batch);
-    if (c->grad_accum < 1) return ml_fail("grad-accum must be >= 1 (got %d)", c->grad_accum);
+    if (c->batch < 1 || c->batch > 65536) return ml_fail("batch must be in 1..65536 (got %d)", c->batch);
+    if (c->grad_accum < 1 || c->grad_accum > 65536) return ml_fail("grad-accum must be in 1..65536 (got %d)", c->grad_accum);
     if (c->steps < 1) return ml_fail("steps must be >= 1 (got %d)", c->steps);
     if (c->warmup < 0 || c->stop_at < 0 || c->eval_every < 0 || c->ckpt_every < 0) return ml_fail("warmup, stop-at, eval-every and ckpt-every must be >= 0");
     if (c->eval_batches < 1) return ml_fail("eval-batches must be >= 1");
@@ -236,6 +239,7 @@ int config_validate(const TrainConfig *c) {
     if (c->beta1 < 0 || c->beta1 >= 1 || c->beta2 < 0 || c->beta2 >= 1) return ml_fail("beta1 and beta2 must be in [0,1)");
     if (!(c->adam_eps > 0)) return ml_fail("adam-eps must be > 0");
     if (c->grad_clip < 0) return ml_fail("grad-clip must be >= 0");
+    if (c->bad_steps < 1 || c->bad_steps > 1000000) return ml_fail("bad-steps must be in 1..1000000");
     return 0;
 }
 

@@ -25,6 +25,7 @@ typedef struct {
     int eval_every, eval_batches, ckpt_every, log_every, threads;
     float lr, min_lr_frac, weight_decay, beta1, beta2, adam_eps, grad_clip;
     uint64_t seed;
+    int bad_steps; /* non-finite steps in a row that are skipped before training stops */
 } TrainConfig;
 
 void config_defaults(TrainConfig *c);

@@ -178,6 +178,7 @@ void model_backward(Model *m, const int *inputs, const int *targets, float scale
     matmul_backward(a->dxn, m->g.lm_head, a->dlogits, a->xn_final, m->p.lm_head, BT, D, V);
     memset(a->dres, 0, nD);
     rmsnorm_backward(a->dres, m->g.norm, a->dxn, a->x_final, m->p.norm, a->rstd_final, BT, D);
+    if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, L);
     for (int l = L - 1; l >= 0; l--) {
         const BlockParams *p = &m->p.blocks[l];
         BlockParams *g = &m->g.blocks[l];
@@ -199,6 +200,7 @@ void model_backward(Model *m, const int *inputs, const int *targets, float scale
         memset(a->dxn, 0, nD);
         matmul_backward(a->dxn, g->wqkv, a->dqkv, a->xn1[l], p->wqkv, BT, D, 3 * D);
         rmsnorm_backward(a->dres, g->attn_norm, a->dxn, a->x_in[l], p->attn_norm, a->rstd1[l], BT, D);
+        if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, l);
     }
     /* Serial: tokens repeat, and a fixed order keeps the sum deterministic. */
     for (int i = 0; i < BT; i++) {
@@ -206,6 +208,7 @@ void model_backward(Model *m, const int *inputs, const int *targets, float scale
         const float *d = a->dres + (size_t)i * D;
         for (int j = 0; j < D; j++) ge[j] += d[j];
     }
+    if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, -1);
 }
 
 int model_router_losses(const Model *m, const char **names, float *values, int max) {

@@ -42,6 +42,11 @@ typedef struct {
     int B, T; /* shape of the last forward */
     RouteMode mode;
     double router_seconds; /* time spent in routers during the last forward+backward */
+    /* Optional: model_backward calls it as soon as the gradients of a part are final
+     * (-1 embedding, 0..L-1 block, L final norm and head), so a data-parallel trainer
+     * can start reducing them while the rest of the backward runs. */
+    void (*grads_ready)(void *ctx, int part);
+    void *grads_ready_ctx;
 } Model;
 
 /* Validates the config, lays out and allocates parameters (zeroed) and router state. */

@@ -1,6 +1,7 @@
 #include "moe/moe.h"
 #include "core/ops.h"
 #include "core/util.h"
+#include "moe/moe_ep.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,7 @@ void moe_acts_free(MoEActs *a) {
     void *bufs[] = {a->counts, a->offsets, a->pos, a->tok_start, a->tok_pairs, a->xg, a->h, a->a, a->y,
                     a->sh_h, a->sh_a, a->sh_y, a->dy, a->dxg, a->dh, a->da, a->dgate, a->sh_dh, a->sh_da};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+    moe_ep_free(a->ep);
     memset(a, 0, sizeof *a);
 }
 
@@ -84,7 +86,8 @@ void moe_forward(MoEActs *a, RouterLayer *r, const BlockParams *p, const ModelCo
     build_dispatch(a, T, E);
 #pragma omp parallel for schedule(static)
     for (int q = 0; q < P; q++) memcpy(a->xg + (size_t)a->pos[q] * D, x + (size_t)a->rt.token[q] * D, D * sizeof(float));
-    for (int e = 0; e < E; e++) {
+    if (moe_ep_active()) moe_ep_forward(a, p);
+    for (int e = 0; e < E && !moe_ep_active(); e++) { /* local experts */
         size_t off = a->offsets[e];
         swiglu_forward(a->y + off * D, a->h + off * 2 * F, a->a + off * F, a->xg + off * D,
                        p->exp_gate_up + (size_t)e * 2 * F * D, p->exp_down + (size_t)e * D * F, a->counts[e], D, F);
@@ -121,7 +124,8 @@ void moe_backward(MoEActs *a, RouterLayer *r, const BlockParams *p, BlockParams 
     }
     if (r->spec->backward_outputs) r->spec->backward_outputs(r, &a->rt, a->y, a->pos, a->dy, scale);
     memset(a->dxg, 0, (size_t)P * D * sizeof(float));
-    for (int e = 0; e < E; e++) {
+    if (moe_ep_active()) moe_ep_backward(a, p, g);
+    for (int e = 0; e < E && !moe_ep_active(); e++) { /* local experts */
         size_t off = a->offsets[e];
         swiglu_backward(a->dxg + off * D, g->exp_gate_up + (size_t)e * 2 * F * D, g->exp_down + (size_t)e * D * F,
                         a->dh + off * 2 * F, a->da + off * F, a->dy + off * D, a->xg + off * D, a->h + off * 2 * F,

@@ -8,6 +8,8 @@
 #include "moe/router.h"
 #include <stddef.h>
 
+typedef struct MoEEp MoEEp; /* expert-parallel exchange state (moe_ep.c) */
+
 typedef struct {
     Routing rt;      /* router output, pair order */
     int T, E, D, F;
@@ -22,6 +24,7 @@ typedef struct {
     float *dy, *dxg, *dh, *da, *dgate, *sh_dh, *sh_da;
     size_t cap_pairs, cap_tokens;
     double router_seconds; /* router time of the last moe_forward or moe_backward call */
+    MoEEp *ep;             /* NULL unless the experts are split over processes */
 } MoEActs;
 
 void moe_acts_free(MoEActs *a);

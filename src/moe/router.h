@@ -73,7 +73,10 @@ struct RouterSpec {
     const RouterOption *options; /* its --router-opts, {0}-terminated, or NULL for none */
     int (*param_rows)(const ModelConfig *m); /* rows of the learned weight; 0 = fixed scoring */
     int (*state_len)(const ModelConfig *m);  /* persistent doubles per layer */
-    int (*init)(RouterLayer *r);              /* parse cfg->router_opts, allocate priv; -1 with ml_fail */
+    /* Parses cfg->router_opts, allocates priv (and pending); -1 with ml_fail. Leaves state
+     * as it is: it may hold a loaded checkpoint's, and eval/sample/analyze --router-opts
+     * re-make routers (free, init) on a loaded model. */
+    int (*init)(RouterLayer *r);
     void (*free)(RouterLayer *r);
     /* x [T, D], w [rows, D] or NULL. Fills rt and r->losses. */
     void (*forward)(RouterLayer *r, const float *x, const float *w, int T, Routing *rt);

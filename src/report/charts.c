@@ -26,16 +26,19 @@ static void smooth(double *v, int n) {
     for (int i = 0; i < n; i++) v[i] = m = a * v[i] + (1 - a) * m;
 }
 
-static void datablock(Str *b, const char *name, const double *x, const double *y, int n) {
-    str_printf(b, "$%s << EOD\n", name);
-    for (int i = 0; i < n; i++) str_printf(b, "%.8g %.8g\n", x[i], y[i]);
-    str_add(b, "EOD\n");
+static int series_file(Plotter *p, Str *script, const char *name, const double *x, const double *y, int n) {
+    Str d = {0};
+    str_add(&d, "");
+    for (int i = 0; i < n; i++) str_printf(&d, "%.8g %.8g\n", x[i], y[i]);
+    int rc = plot_data(p, script, name, d.s);
+    free(d.s);
+    return rc;
 }
 
 /* One line per run, coloured by variant; the first seed of a variant carries its legend
  * entry. Returns the number of runs drawn; *ymax gets a top that leaves the first 10% of
  * training out when trim is set (early losses would flatten the interesting part). */
-static int run_lines(Str *data, Str *plot, const RunSet *s, int eval, const char *key, int do_smooth, int trim,
+static int run_lines(Plotter *p, Str *data, Str *plot, const RunSet *s, int eval, const char *key, int do_smooth, int trim,
                      double *ymin, double *ymax) {
     int drawn = 0;
     *ymin = INFINITY;
@@ -49,13 +52,17 @@ static int run_lines(Str *data, Str *plot, const RunSet *s, int eval, const char
                 if (do_smooth) smooth(y, n);
                 char name[32];
                 snprintf(name, sizeof name, "R%d", drawn);
-                datablock(data, name, x, y, n);
+                if (series_file(p, data, name, x, y, n)) {
+                    free(x);
+                    free(y);
+                    return -1;
+                }
                 double xcut = trim ? x[0] + 0.1 * (x[n - 1] - x[0]) : -INFINITY;
                 for (int k = 0; k < n; k++) {
                     if (y[k] < *ymin) *ymin = y[k];
                     if (x[k] >= xcut && y[k] > *ymax) *ymax = y[k];
                 }
-                str_printf(plot, "%s$%s using 1:2 with %s lw %s lc rgb '%s' ", drawn ? ", \\\n  " : "plot ", name,
+                str_printf(plot, "%s%s using 1:2 with %s lw %s lc rgb '%s' ", drawn ? ", \\\n  " : "plot ", name,
                            eval ? "linespoints pt 7 ps 0.6" : "lines", i ? "1.2 dt 2" : "1.8", chart_color(g));
                 if (i == 0) {
                     str_add(plot, "title ");
@@ -76,7 +83,12 @@ static int line_chart(Plotter *p, const RunSet *s, int eval, const char *key, co
     Str data = {0}, plot = {0}, sc = {0};
     double lo, hi;
     *svg = NULL;
-    int n = run_lines(&data, &plot, s, eval, key, do_smooth, trim, &lo, &hi);
+    int n = run_lines(p, &data, &plot, s, eval, key, do_smooth, trim, &lo, &hi);
+    if (n < 0) {
+        free(data.s);
+        free(plot.s);
+        return -1;
+    }
     if (n > 0 && !(hi - lo > 1e-9 * (fabs(hi) + 1e-30)) && !trim && !eval) n = 0; /* constant: a flat line says nothing */
     if (n > 0) {
         str_add(&sc, STYLE);
@@ -112,7 +124,8 @@ int chart_domain_bars(Plotter *p, const RunSet *s, const Table *t, char **svg) {
     str_add(&sc, STYLE);
     str_add(&sc, "set style data histogram\nset style histogram errorbars gap 1.5 lw 1\n"
                  "set style fill solid 0.85 border -1\nset boxwidth 0.9\nset ylabel 'val bits per byte'\n"
-                 "set yrange [0:*]\n$D << EOD\n");
+                 "set yrange [0:*]\n");
+    Str data = {0};
     int rows = 0;
     for (int d = 0; d < s->n_domains; d++) {
         char key[128];
@@ -120,24 +133,27 @@ int chart_domain_bars(Plotter *p, const RunSet *s, const Table *t, char **svg) {
         int c = 0;
         while (c < t->n_cols && strcmp(t->cols[c].name, key) != 0) c++;
         if (c == t->n_cols) continue;
-        str_add(&sc, "\"");
-        for (const char *c = s->domains[d]; *c; c++) str_add(&sc, *c == '"' || *c == '\\' ? "_" : (char[]){*c, 0});
-        str_add(&sc, "\"");
+        str_add(&data, "\"");
+        for (const unsigned char *c = (const unsigned char *)s->domains[d]; *c; c++)
+            str_add(&data, *c == '"' || *c == '\\' ? "_" : *c < 0x20 || *c == 0x7f ? " " : (char[]){(char)*c, 0});
+        str_add(&data, "\"");
         for (int g = 0; g < s->n_groups; g++) {
             const Stat *st = &t->cell[(size_t)g * t->n_cols + c];
-            str_printf(&sc, " %.6g %.6g", isfinite(st->mean) ? st->mean : 0.0, isfinite(st->sd) ? st->sd : 0.0);
+            str_printf(&data, " %.6g %.6g", isfinite(st->mean) ? st->mean : 0.0, isfinite(st->sd) ? st->sd : 0.0);
         }
-        str_add(&sc, "\n");
+        str_add(&data, "\n");
         rows++;
     }
-    str_add(&sc, "EOD\nplot ");
+    int rc = rows ? plot_data(p, &sc, "D", data.s) : 0;
+    free(data.s);
+    str_add(&sc, "plot ");
     for (int g = 0; g < s->n_groups; g++) {
-        str_printf(&sc, "%s$D using %d:%d%s lc rgb '%s' title ", g ? ", " : "", 2 + 2 * g, 3 + 2 * g, g ? "" : ":xtic(1)",
+        str_printf(&sc, "%sD using %d:%d%s lc rgb '%s' title ", g ? ", " : "", 2 + 2 * g, 3 + 2 * g, g ? "" : ":xtic(1)",
                    chart_color(g));
         str_gp_quote(&sc, s->groups[g].label);
     }
     str_add(&sc, "\n");
-    if (rows) *svg = plot_svg(p, "Validation bits per byte by domain", 620, 350, sc.s);
+    if (rows && rc == 0) *svg = plot_svg(p, "Validation bits per byte by domain", 620, 350, sc.s);
     free(sc.s);
     return rows && !*svg ? -1 : 0;
 }
@@ -179,9 +195,10 @@ static int layer_number(const cJSON *layer, int index) {
     return cJSON_IsNumber(n) ? (int)n->valuedouble : index;
 }
 
-/* A matrix as a gnuplot datablock; NAN cells as NaN (left blank by `with image`). */
-static void matrix_block(Str *b, const char *name, const double *m, int rows, int cols) {
-    str_printf(b, "$%s << EOD\n", name);
+/* A matrix as a data file; NAN cells as NaN (left blank by `with image`). */
+static int matrix_file(Plotter *p, Str *script, const char *name, const double *m, int rows, int cols) {
+    Str d = {0}, *b = &d;
+    str_add(b, "");
     for (int r = 0; r < rows; r++) {
         for (int c = 0; c < cols; c++) {
             double v = m[(size_t)r * cols + c];
@@ -190,7 +207,9 @@ static void matrix_block(Str *b, const char *name, const double *m, int rows, in
         }
         str_add(b, "\n");
     }
-    str_add(b, "EOD\n");
+    int rc = plot_data(p, script, name, d.s);
+    free(d.s);
+    return rc;
 }
 
 /* Pixel layout of a multiplot: rows x cols panels of pw x ph pixels, each with `title`
@@ -263,6 +282,7 @@ int chart_load_heatmap(Plotter *p, const Run *r, char **svg) {
     }
     Layout g = {L, 1, 700, clampi(14 * E, 56, 180), 8, 8, 80, 120, 0, 58};
     Str sc = {0};
+    int bad = 0;
     double bw = (x1 - x0) / (bins > 1 ? bins - 1 : 1);
     str_add(&sc, UTIL_PALETTE);
     str_add(&sc, "set border lc rgb '#555555'\nset tics out nomirror\nunset key\nset multiplot\n");
@@ -277,18 +297,18 @@ int chart_load_heatmap(Plotter *p, const Run *r, char **svg) {
             }
         char name[16];
         snprintf(name, sizeof name, "L%d", li);
-        matrix_block(&sc, name, m, E, bins);
+        bad |= matrix_file(p, &sc, name, m, E, bins) != 0;
         free(m);
         layout_panel(&sc, &g, li);
         str_printf(&sc, "set ylabel \"layer %d\\nexpert\"\n", layer_number(cJSON_GetArrayItem(names, li), li));
         str_add(&sc, li == L - 1 ? "set format x '%g'\nset xlabel 'step'\n" : "set format x ''\nunset xlabel\n");
         if (li == 1) str_add(&sc, "unset colorbox\n");
-        str_printf(&sc, "plot $%s matrix using (%.6g + $1 * %.6g):2:3 with image\n", name, x0, bw);
+        str_printf(&sc, "plot %s matrix using (%.6g + $1 * %.6g):2:3 with image\n", name, x0, bw);
     }
     str_add(&sc, "unset multiplot\n");
     char title[256];
     snprintf(title, sizeof title, "Expert load over training: %s", l->name);
-    *svg = plot_svg(p, title, layout_w(&g), layout_h(&g), sc.s);
+    *svg = bad ? NULL : plot_svg(p, title, layout_w(&g), layout_h(&g), sc.s);
     free(sc.s);
     free(u);
     free(cnt);
@@ -326,6 +346,7 @@ int chart_cooc(Plotter *p, const Run *r, char **svg) {
     int E = cJSON_GetArraySize(first), side = clampi(50 * E, 220, 280), cols = L <= 3 ? L : L == 4 ? 2 : 3;
     Layout g = {(L + cols - 1) / cols, cols, side, side, 28, 84, 40, 140, 46, 0};
     Str sc = {0};
+    int bad = 0;
     str_add(&sc, "set palette defined (0 '#ffffff', 0.5 '#9ecae1', 1 '#2171b5')\nset cbrange [0:*]\nunset key\n"
                  "set border lc rgb '#555555'\nset tics out nomirror\nset multiplot\n");
     layout_colorbox(&sc, &g, "share choosing both");
@@ -337,7 +358,7 @@ int chart_cooc(Plotter *p, const Run *r, char **svg) {
         if (!matrix_of(cJSON_GetObjectItemCaseSensitive(layer, "cooc"), &m, &R, &C) || R != C || R != E) continue;
         char name[16];
         snprintf(name, sizeof name, "C%d", li);
-        matrix_block(&sc, name, m, R, C);
+        bad |= matrix_file(p, &sc, name, m, R, C) != 0;
         free(m);
         layout_panel(&sc, &g, drawn);
         str_printf(&sc, "set title 'layer %d'\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\n", layer_number(layer, li), R - 1, R - 1);
@@ -345,15 +366,15 @@ int chart_cooc(Plotter *p, const Run *r, char **svg) {
         expert_tics(&sc, 'y', R);
         str_add(&sc, "set xlabel 'expert'\n");
         if (drawn) str_add(&sc, "unset colorbox\n");
-        str_printf(&sc, "plot $%s matrix with image", name);
-        if (R <= 8) str_printf(&sc, ", $%s matrix using 1:2:(sprintf('%%.2f', $3)) with labels font ',10' tc rgb '#222222'", name);
+        str_printf(&sc, "plot %s matrix with image", name);
+        if (R <= 8) str_printf(&sc, ", %s matrix using 1:2:(sprintf('%%.2f', $3)) with labels font ',10' tc rgb '#222222'", name);
         str_add(&sc, "\n");
         drawn++;
     }
     str_add(&sc, "unset multiplot\n");
     char title[300];
     snprintf(title, sizeof title, "Expert co-occurrence: %s (%s)", r->log.name, source);
-    if (drawn) *svg = plot_svg(p, title, layout_w(&g), layout_h(&g), sc.s);
+    if (drawn && !bad) *svg = plot_svg(p, title, layout_w(&g), layout_h(&g), sc.s);
     free(sc.s);
     return drawn && !*svg ? -1 : 0;
 }
@@ -372,6 +393,7 @@ int chart_domain_map(Plotter *p, const Run *r, char **svg) {
     Layout g = {(L + cols - 1) / cols, cols, clampi(36 * E, 180, 360), clampi(24 * D, 100, 420), 28, 84, 24 + 8 * clampi(longest, 4, 24),
                 130, 30, 0};
     Str sc = {0};
+    int bad = 0;
     str_add(&sc, UTIL_PALETTE);
     str_add(&sc, "unset key\nset border lc rgb '#555555'\nset tics out nomirror\nset multiplot\n");
     layout_colorbox(&sc, &g, "x fair share");
@@ -397,7 +419,7 @@ int chart_domain_map(Plotter *p, const Run *r, char **svg) {
         }
         char name[16];
         snprintf(name, sizeof name, "D%d", li);
-        matrix_block(&sc, name, m, R, C);
+        bad |= matrix_file(p, &sc, name, m, R, C) != 0;
         free(m);
         layout_panel(&sc, &g, drawn);
         str_printf(&sc, "set title 'layer %d'\nset xrange [-0.5:%d.5]\nset yrange [%d.5:-0.5]\n", layer_number(layer, li), C - 1, R - 1);
@@ -405,13 +427,13 @@ int chart_domain_map(Plotter *p, const Run *r, char **svg) {
         str_add(&sc, "set xlabel 'expert'\n");
         str_add(&sc, drawn % g.cols ? "unset ytics\n" : yt.s);
         if (drawn) str_add(&sc, "unset colorbox\n");
-        str_printf(&sc, "plot $%s matrix with image\n", name);
+        str_printf(&sc, "plot %s matrix with image\n", name);
         drawn++;
     }
     str_add(&sc, "unset multiplot\n");
     char title[300];
     snprintf(title, sizeof title, "Domain x expert specialisation: %s", r->log.name);
-    if (drawn) *svg = plot_svg(p, title, layout_w(&g), layout_h(&g), sc.s);
+    if (drawn && !bad) *svg = plot_svg(p, title, layout_w(&g), layout_h(&g), sc.s);
     free(sc.s);
     free(yt.s);
     return drawn && !*svg ? -1 : 0;

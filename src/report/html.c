@@ -215,13 +215,22 @@ static int results_section(Str *b, const RunSet *s, const Table *t) {
     for (int i = 0; i < s->n_runs; i++) unfinished += !s->runs[i].finished;
     note(b, "Mean ± standard deviation over seeds; Δ bpb is each run's validation bits per byte minus the first "
             "variant's with the same seed. Bold: the lowest mean. Routing in training: the last evaluation for "
-            "overlap, expert_sim and domain_mi, else the mean of the last 10 logged steps. Speeds compare runs "
+            "overlap, expert_sim, domain_mi and the sel_* selection metrics (chosen experts against the router's "
+            "own top-k), else the mean of the last 10 logged steps. Speeds compare runs "
             "made on the same machine with the same threads only.");
     if (unfinished) {
         char msg[160];
         snprintf(msg, sizeof msg, "%d of %d runs are not finished: their columns use their latest evaluation.", unfinished, s->n_runs);
         note(b, msg);
     }
+    for (int i = 0; i < s->n_runs; i++)
+        if (s->runs[i].log.nonfinite) {
+            char msg[400];
+            snprintf(msg, sizeof msg, "Warning: run %.200s has %d log lines with non-finite values (NaN or Inf): the "
+                     "training diverged there; those values are missing from the tables and charts.",
+                     s->runs[i].log.name, s->runs[i].log.nonfinite);
+            note(b, msg);
+        }
     html_table(b, s, t, SEC_QUALITY, "Quality (validation)");
     html_table(b, s, t, SEC_DOMAIN, "Validation by domain");
     str_add(b, "<div class=\"pair\">\n"); /* the two routing tables side by side when they fit */

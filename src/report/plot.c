@@ -27,7 +27,8 @@ void str_add(Str *b, const char *s) {
 
 void str_gp_quote(Str *b, const char *s) {
     str_add(b, "'");
-    for (const char *p = s; *p; p++) str_add(b, *p == '\'' ? "''" : (char[]){*p, 0});
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        str_add(b, *p == '\'' ? "''" : *p < 0x20 || *p == 0x7f ? " " : (char[]){(char)*p, 0});
     str_add(b, "'");
 }
 
@@ -74,12 +75,23 @@ static void remove_file(const Plotter *p, int i, const char *ext) {
     unlink(path);
 }
 
+int plot_data(Plotter *p, Str *script, const char *var, const char *data) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/c%d.dat", p->tmpdir, p->n_data++);
+    if (ml_write_file_atomic(path, data, strlen(data))) return -1;
+    str_printf(script, "%s = ", var);
+    str_gp_quote(script, path);
+    str_add(script, "\n");
+    return 0;
+}
+
 void plot_free(Plotter *p) {
     for (int i = 0; p->tmpdir && i < p->n; i++) {
         remove_file(p, i, "gp");
         remove_file(p, i, "svg");
         remove_file(p, i, "log");
     }
+    for (int i = 0; p->tmpdir && i < p->n_data; i++) remove_file(p, i, "dat");
     if (p->tmpdir) rmdir(p->tmpdir);
     free(p->tmpdir);
     free(p->gnuplot);

@@ -26,6 +26,8 @@ pid_t proc_spawn(const char *path, char *const argv[], const char *log_path) {
     }
     if (pid == 0) {
         /* Only async-signal-safe calls between fork and exec. */
+        signal(SIGPIPE, SIG_DFL); /* ignored signals stay ignored across exec */
+        signal(SIGXFSZ, SIG_DFL);
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         if (getppid() != parent) _exit(127); /* the parent died before prctl took effect */
         if (null_fd >= 0) dup2(null_fd, 0);

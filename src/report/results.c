@@ -93,7 +93,7 @@ static int add_sweep(RunSet *s, const char *path) {
     char *sp = path_join(path, "sweep.json");
     cJSON *sweep = NULL;
     if (ml_file_exists(sp)) {
-        char *text = ml_read_file(sp, NULL);
+        char *text = ml_read_file_max(sp, NULL, ML_READ_MAX_TEXT);
         sweep = text ? cJSON_Parse(text) : NULL;
         free(text);
     }

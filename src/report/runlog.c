@@ -16,7 +16,7 @@ static cJSON *read_json(const char *dir, const char *name) {
     char *p = path_join(dir, name);
     cJSON *j = NULL;
     if (ml_file_exists(p)) {
-        char *text = ml_read_file(p, NULL);
+        char *text = ml_read_file_max(p, NULL, ML_READ_MAX_TEXT);
         j = text ? cJSON_Parse(text) : NULL;
         free(text);
         if (j && !cJSON_IsObject(j)) {
@@ -33,11 +33,18 @@ static void push(cJSON ***arr, int *n, cJSON *item) {
     (*arr)[(*n)++] = item;
 }
 
+/* A non-finite number is logged as null: one among the line's top-level values. */
+static int has_null_number(const cJSON *j) {
+    for (const cJSON *it = cJSON_IsObject(j) ? j->child : NULL; it; it = it->next)
+        if (cJSON_IsNull(it)) return 1;
+    return 0;
+}
+
 int runlog_load(RunLog *r, const char *dir) {
     memset(r, 0, sizeof *r);
     char *p = path_join(dir, "log.jsonl");
     size_t len;
-    char *text = ml_file_exists(p) ? ml_read_file(p, &len) : NULL;
+    char *text = ml_file_exists(p) ? ml_read_file_max(p, &len, ML_READ_MAX_TEXT) : NULL;
     if (!text) {
         ml_fail("%s has no readable log.jsonl (not a run folder?)", dir);
         free(p);
@@ -58,6 +65,7 @@ int runlog_load(RunLog *r, const char *dir) {
         if (nl) *nl = 0;
         if (!*line) continue;
         cJSON *j = cJSON_Parse(line);
+        r->nonfinite += j ? has_null_number(j) : strstr(line, "nan") != NULL || strstr(line, "inf") != NULL;
         if (!j || !cJSON_IsObject(j) || !cJSON_GetObjectItemCaseSensitive(j, "step")) {
             cJSON_Delete(j);
             r->bad_lines++;
@@ -177,7 +185,7 @@ const cJSON *runlog_last_eval(const RunLog *r) { return r->n_eval ? r->eval[r->n
 /* Reads only the safetensors header: 8-byte little-endian length, then JSON. */
 long checkpoint_step_of(const char *dir) {
     char *p = path_join(dir, "model.safetensors");
-    FILE *f = fopen(p, "rb");
+    FILE *f = ml_file_exists(p) ? ml_fopen_regular(p, NULL) : NULL;
     free(p);
     if (!f) return -1;
     unsigned char b[8];

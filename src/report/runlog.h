@@ -15,6 +15,7 @@ typedef struct {
     cJSON **train, **eval; /* log lines: training steps ("loss") and evaluations ("val_loss") */
     int n_train, n_eval;
     int bad_lines;        /* lines that were not JSON objects (e.g. a line being written) */
+    int nonfinite;        /* lines holding a NaN or Inf: as null, or as a bare nan (not JSON) */
     long ckpt_step;       /* step of model.safetensors, -1 when there is none */
 } RunLog;
 

@@ -376,7 +376,7 @@ int sweep_load_preset(Sweep *s, const char *name) {
             return ml_fail("unknown preset '%s' (known: %s; or give a FILE.json)", name, *known ? known : "none found");
         }
     }
-    char *text = ml_read_file(path, NULL);
+    char *text = ml_read_file_max(path, NULL, ML_READ_MAX_TEXT);
     if (!text) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);
@@ -419,7 +419,7 @@ void sweep_run_name(const Sweep *s, int spec, int seed, char *buf, size_t n) {
 
 int sweep_check_config(const TrainConfig *planned, const char *run_dir) {
     char *path = path_join(run_dir, "config.json");
-    char *text = ml_read_file(path, NULL);
+    char *text = ml_read_file_max(path, NULL, ML_READ_MAX_TEXT);
     if (!text) {
         free(path);
         return -1;

@@ -148,12 +148,6 @@ static int mpmoe_state_len(const ModelConfig *m) {
     return (int)MPMOE_STATE_LEN(m->n_experts) + ex;
 }
 
-static void set_identity(RouterLayer *r) {
-    int E = r->E;
-    memset(r->state, 0, MPMOE_STATE_LEN(E) * sizeof(double));
-    mpmoe_sigma_build(NULL, NULL, 0.0, E, 0.0, r->state + MPMOE_SIGMA(E), r->state + MPMOE_EPS(E));
-}
-
 static int mpmoe_init(RouterLayer *r) {
     MpmoeOpts o;
     if (router_opts_parse("mpmoe", MPMOE_OPTIONS, r->cfg->router_opts, &o)) return -1;
@@ -161,20 +155,17 @@ static int mpmoe_init(RouterLayer *r) {
         o.decay = 0.0;
         o.ridge = 0.0;
     }
+    if (r->state_len < (int)MPMOE_STATE_LEN(r->E) + extras_state_len(&o.ex, r->E))
+        return ml_fail("router mpmoe: these options need router state the model was not made with");
     MpmoeScratch *s = ml_calloc(1, sizeof *s);
     s->o = o;
     s->counts = ml_calloc(r->E, sizeof(int));
     s->sigma = ml_malloc((size_t)r->E * r->E * sizeof(float));
-    s->threads = omp_get_max_threads();
     s->work_len = mpmoe_work_len(r->E, r->k);
-    s->work = ml_malloc(s->work_len * s->threads * sizeof(float));
     r->priv = s;
     r->pending_len = (int)MPMOE_PENDING_LEN(r->E) + extras_pending_len(&o.ex, r->E);
     r->pending = ml_calloc(r->pending_len, sizeof(double));
     extras_init(&s->ex, &o.ex, r->E, r->state + MPMOE_STATE_LEN(r->E), r->pending + MPMOE_PENDING_LEN(r->E));
-    /* Until the first rebuild Sigma = I, under which the greedy is top-k; a loaded
-     * checkpoint overwrites this with the Sigma its training built. */
-    set_identity(r);
     return 0;
 }
 
@@ -192,6 +183,11 @@ static void mpmoe_free(RouterLayer *r) {
 }
 
 static void reserve(MpmoeScratch *s, int T, int E) {
+    int threads = omp_get_max_threads(); /* may have grown since init */
+    if (threads > s->threads) {
+        s->work = ml_realloc(s->work, s->work_len * threads * sizeof(float));
+        s->threads = threads;
+    }
     if ((size_t)T <= s->cap_tokens) return;
     size_t n = (size_t)T * E;
     s->logits = ml_realloc(s->logits, n * sizeof(float));
@@ -244,9 +240,12 @@ static void mpmoe_forward(RouterLayer *r, const float *x, const float *w, int T,
     rt->n_tokens = T;
     rt->n_pairs = T * k;
     int renorm, greedy = use_greedy(r, &s->o, &renorm);
+    /* A state never rebuilt (eps still 0) means Sigma = I, under which the greedy is top-k.
+     * init leaves the state alone, so routers re-made with other options keep it. */
+    int built = r->state[MPMOE_EPS(E)] > 0;
     const double *sd = r->state + MPMOE_SIGMA(E);
-    for (size_t i = 0; i < (size_t)E * E; i++) s->sigma[i] = (float)sd[i];
-    float eps = (float)r->state[MPMOE_EPS(E)];
+    for (size_t i = 0; i < (size_t)E * E; i++) s->sigma[i] = built ? (float)sd[i] : (float)(i % (E + 1) == 0);
+    float eps = built ? (float)r->state[MPMOE_EPS(E)] : (float)MPMOE_EPS_REF;
     s->renorm = renorm;
     const float *sel = extras_scores(&s->ex, s->probs, T); /* biased scores select, p gates */
 #pragma omp parallel for schedule(static)

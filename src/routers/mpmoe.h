@@ -5,7 +5,8 @@
 #include <stddef.h>
 
 /* Per-layer state, doubles: C [E*E] co-occurrence counts, u [E] usage, N token count,
- * Sigma [E*E] the conditioned covariance the greedy uses, eps its Schur clamp. */
+ * Sigma [E*E] the conditioned covariance the greedy uses, eps its Schur clamp (0 until
+ * the first rebuild: Sigma is then the identity). */
 #define MPMOE_C(E) 0
 #define MPMOE_U(E) ((size_t)(E) * (E))
 #define MPMOE_N(E) (MPMOE_U(E) + (E))

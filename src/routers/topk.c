@@ -38,6 +38,8 @@ int topk_state_len_for(const ModelConfig *m, const char *name, const RouterOptio
 int topk_setup(RouterLayer *r, const char *name, const RouterOption *table, int model_losses) {
     TopkOpts o;
     if (router_opts_parse(name, table, r->cfg->router_opts, &o)) return -1;
+    if (r->state_len < extras_state_len(&o.ex, r->E))
+        return ml_fail("router %s: these options need router state the model was not made with", name);
     TopkPriv *s = ml_calloc(1, sizeof *s);
     s->o = o;
     s->model_losses = model_losses && o.score == 0;

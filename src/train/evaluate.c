@@ -6,18 +6,28 @@
 
 int eval_each_batch(Model *m, const Shard *s, int B, int T, long max_batches, RouteMode mode, int with_loss,
                     EvalBatchFn fn, void *ctx) {
+    return eval_each_batch_part(m, s, B, T, max_batches, mode, with_loss, 0, 1, fn, ctx);
+}
+
+int eval_each_batch_part(Model *m, const Shard *s, int B, int T, long max_batches, RouteMode mode, int with_loss,
+                         int part, int parts, EvalBatchFn fn, void *ctx) {
     long n = (long)loader_eval_batches(s, B, T);
     if (n == 0) return ml_fail("the split holds fewer than 2 tokens: nothing to evaluate");
     int spread = max_batches > 0 && max_batches < n; /* a partial evaluation samples the whole split */
     if (spread) n = max_batches;
     int *inp = ml_malloc((size_t)B * T * sizeof(int)), *tgt = ml_malloc((size_t)B * T * sizeof(int));
     int *dom = ml_malloc((size_t)B * T * sizeof(int));
-    for (long b = 0; b < n; b++) {
+    /* Every part runs the same number of forwards (an expert-parallel forward needs all
+     * ranks): a part short of batches repeats the last one without counting it. */
+    long per_part = (n + parts - 1) / parts;
+    for (long i = 0; i < per_part; i++) {
+        long b = part + i * parts, counted = b < n;
+        if (!counted) b = n - 1;
         if (spread) loader_eval_batch_spread(s, B, T, b, n, inp, tgt, dom);
         else loader_eval_batch(s, B, T, b, inp, tgt, dom);
         double t0 = ml_now();
         model_forward(m, inp, with_loss ? tgt : NULL, B, T, mode);
-        fn(ctx, m, tgt, dom, ml_now() - t0);
+        if (counted) fn(ctx, m, tgt, dom, ml_now() - t0);
     }
     free(inp);
     free(tgt);
@@ -55,10 +65,15 @@ static void add_losses(void *ctx, Model *m, const int *tgt, const int *dom, doub
 
 int evaluate(Model *m, const Shard *s, const DataMeta *meta, int B, int T, long max_batches, RouteMode mode,
              EvalResult *out, EvalBatchFn also, void *also_ctx) {
+    return evaluate_part(m, s, meta, B, T, max_batches, mode, 0, 1, out, also, also_ctx);
+}
+
+int evaluate_part(Model *m, const Shard *s, const DataMeta *meta, int B, int T, long max_batches, RouteMode mode,
+                  int part, int parts, EvalResult *out, EvalBatchFn also, void *also_ctx) {
     memset(out, 0, sizeof *out);
     LossSums a = {.meta = meta, .out = out, .also = also, .also_ctx = also_ctx};
     a.nd = s->n_domains < EVAL_MAX_DOMAINS ? s->n_domains : EVAL_MAX_DOMAINS;
-    if (eval_each_batch(m, s, B, T, max_batches, mode, 1, add_losses, &a)) return -1;
+    if (eval_each_batch_part(m, s, B, T, max_batches, mode, 1, part, parts, add_losses, &a)) return -1;
     out->n_domains = a.nd;
     for (int d = 0; d < a.nd; d++) {
         EvalDomain *e = &out->domains[d];

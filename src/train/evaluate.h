@@ -40,5 +40,11 @@ int eval_each_batch(Model *m, const Shard *s, int B, int T, long max_batches, Ro
  * too, so routing metrics come from the same forward passes. */
 int evaluate(Model *m, const Shard *s, const DataMeta *meta, int B, int T, long max_batches, RouteMode mode,
              EvalResult *out, EvalBatchFn also, void *also_ctx);
+/* The same over part `part` of `parts` (batches part, part+parts, ...), for splitting an
+ * evaluation over processes; results are this part's alone (dist_reduce_eval sums them). */
+int eval_each_batch_part(Model *m, const Shard *s, int B, int T, long max_batches, RouteMode mode, int with_loss,
+                         int part, int parts, EvalBatchFn fn, void *ctx);
+int evaluate_part(Model *m, const Shard *s, const DataMeta *meta, int B, int T, long max_batches, RouteMode mode,
+                  int part, int parts, EvalResult *out, EvalBatchFn also, void *also_ctx);
 
 #endif

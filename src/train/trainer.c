@@ -4,7 +4,11 @@
 #include "metrics/metrics.h"
 #include "model/model.h"
 #include "model/optim.h"
+#include "model/sizes.h"
+#include "io/jsonl.h"
+#include "train/dist_train.h"
 #include "train/evaluate.h"
+#include "train/guard.h"
 #include <cblas.h>
 #include <errno.h>
 #include <omp.h>
@@ -28,8 +32,11 @@ typedef struct {
     Shard train, val;
     DataMeta meta;
     FILE *log;
+    StepGuard guard; /* non-finite steps */
     Metrics mt; /* routing metrics of the step being logged (cheap ones only) */
     char path[4096];
+    DistTrain dist;
+    int writer; /* the one process that writes the run folder (rank 0) */
 } Run;
 
 static const char *run_path(Run *r, const char *dir, const char *name) {
@@ -64,8 +71,9 @@ static int resume_config(Run *r, TrainArgs *a) {
     return config_validate(&r->tc);
 }
 
+/* keep_through_step -2: a process that does not write the run folder logs nowhere. */
 static int open_log(Run *r, const char *out, long keep_through_step) {
-    const char *path = run_path(r, out, "log.jsonl");
+    const char *path = keep_through_step == -2 ? "/dev/null" : run_path(r, out, "log.jsonl");
     if (keep_through_step >= 0 && ml_file_exists(path)) {
         /* Drop lines written after the checkpoint, so the resumed log reads as one run. */
         size_t len;
@@ -86,9 +94,8 @@ static int open_log(Run *r, const char *out, long keep_through_step) {
         free(text);
         if (rc) return -1;
     }
-    r->log = fopen(path, "a");
-    if (!r->log) return ml_fail("cannot open %s: %s", path, strerror(errno));
-    return 0;
+    r->log = jsonl_open(path); /* non-finite numbers become null; write errors surface */
+    return r->log ? 0 : -1;
 }
 
 static void log_eval(Run *r, long step, const EvalResult *ev, const EvalResult *ev_infer, const Metrics *mt) {
@@ -110,15 +117,19 @@ static int run_eval(Run *r, long step, int quiet) {
     /* The expensive routing metrics come from the same validation forward passes. */
     Metrics mt;
     metrics_init(&mt, &r->model.cfg, r->val.n_domains, METRICS_FULL);
-    int rc = evaluate(&r->model, &r->val, &r->meta, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches, ROUTE_EVAL,
-                      &ev, mt.n_moe ? metrics_eval_batch : NULL, &mt);
-    if (rc == 0 && mt.n_moe) metrics_eval_done(&mt, &r->model);
+    dist_gather_experts(&r->dist, &r->model, NULL); /* the probe runs every expert */
+    int rc = evaluate_part(&r->model, &r->val, &r->meta, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches, ROUTE_EVAL,
+                           r->dist.rank, r->dist.N, &ev, mt.n_moe ? metrics_eval_batch : NULL, &mt);
+    if (rc == 0 && mt.n_moe) metrics_probe_flush(&mt, &r->model);
+    if (rc == 0) dist_reduce_eval(&ev, mt.n_moe ? &mt : NULL);
+    if (rc == 0 && mt.n_moe) metrics_finish(&mt);
     /* A batch-level router's generation rule differs from its training rule: report both. */
     EvalResult ev_infer;
     int infer = rc == 0 && model_batch_level(&r->model);
     if (infer)
-        rc = evaluate(&r->model, &r->val, &r->meta, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches, ROUTE_INFER,
-                      &ev_infer, NULL, NULL);
+        rc = evaluate_part(&r->model, &r->val, &r->meta, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches,
+                           ROUTE_INFER, r->dist.rank, r->dist.N, &ev_infer, NULL, NULL);
+    if (infer && rc == 0) dist_reduce_eval(&ev_infer, NULL);
     if (rc == 0) log_eval(r, step, &ev, infer ? &ev_infer : NULL, mt.n_moe ? &mt : NULL);
     metrics_free(&mt);
     if (rc) return -1;
@@ -160,9 +171,10 @@ static float train_step(Run *r, int *inp, int *tgt, float lr, float *grad_norm, 
     *n_rl = 0;
     model_zero_grad(m);
     for (int micro = 0; micro < tc->grad_accum; micro++) {
-        loader_next(&r->st.loader, inp, tgt);
+        dist_next_batch(&r->dist, &r->st.loader, inp, tgt, micro, tc->grad_accum);
         loss += model_forward(m, inp, tgt, B, T, ROUTE_TRAIN) / tc->grad_accum;
         if (mt) metrics_add(mt, m, NULL);
+        dist_before_backward(&r->dist, m, micro == tc->grad_accum - 1);
         model_backward(m, inp, tgt, 1.0f / tc->grad_accum);
         if (mt) mt->router_seconds += m->router_seconds; /* forward + backward, every micro-batch */
         int n = model_router_losses(m, rn, vals, ROUTER_MAX_LOSSES);
@@ -170,12 +182,21 @@ static float train_step(Run *r, int *inp, int *tgt, float lr, float *grad_norm, 
         for (int i = 0; i < n; i++) rl[i] += vals[i] / tc->grad_accum;
         *n_rl = n;
     }
-    *grad_norm = clip_grad_norm(m->grads, m->table.total, tc->grad_clip);
-    adamw_step(&r->opt, &m->table, m->params, m->grads, lr, tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay);
+    dist_after_backward(&r->dist, m);
+    dist_reduce_step(&r->dist, &loss, rl, *n_rl, mt); /* the guard below then decides alike on every rank */
+    *grad_norm = dist_clip_grad_norm(&r->dist, m, tc->grad_clip);
+    if (guard_finite(&r->guard, r->st.step + 1, loss, *grad_norm))
+        adamw_step(&r->opt, &m->table, m->params, m->grads, lr, tc->beta1, tc->beta2, tc->adam_eps, tc->weight_decay);
     return loss;
 }
 
-static int save(Run *r, const char *out) { return checkpoint_save(out, &r->model, &r->tc, &r->opt, &r->st); }
+/* Every rank calls it (expert weights are gathered first); one writes. */
+static int save(Run *r, const char *out) {
+    dist_gather_experts(&r->dist, &r->model, &r->opt);
+    int rc = r->writer ? checkpoint_save(out, &r->model, &r->tc, &r->opt, &r->st) : 0;
+    if (!dist_all_ok(rc == 0) && rc == 0) rc = ml_fail("the process writing the checkpoint failed (see its message)");
+    return rc;
+}
 
 static int setup(Run *r, TrainArgs *a) {
     if (load_data(r, a->data_dir)) return -1;
@@ -191,35 +212,36 @@ static int setup(Run *r, TrainArgs *a) {
         Rng saved = r->st.loader.rng;
         if (loader_init(&r->st.loader, &r->train, r->tc.batch, r->model.cfg.seq_len, 0)) return -1;
         r->st.loader.rng = saved;
-        return open_log(r, a->out_dir, r->st.step);
+        return open_log(r, a->out_dir, r->writer ? r->st.step : -2);
     }
     r->tc = a->tc;
     if (r->tc.model.vocab_size == 0) r->tc.model.vocab_size = r->meta.vocab_size;
     if (r->tc.model.vocab_size != r->meta.vocab_size)
         return ml_fail("--vocab %d differs from the data's vocabulary (%d)", r->tc.model.vocab_size, r->meta.vocab_size);
-    if (config_validate(&r->tc)) return -1;
-    if (ml_file_exists(run_path(r, a->out_dir, "model.safetensors")))
+    if (config_validate(&r->tc) || sizes_check_run(&r->tc.model, r->tc.batch, r->tc.model.seq_len, 1)) return -1;
+    if (r->writer && ml_file_exists(run_path(r, a->out_dir, "model.safetensors")))
         return ml_fail("%s already holds a checkpoint: continue it with --resume, or choose another --out", a->out_dir);
     static const char *const left[] = {"log.jsonl", "optim.safetensors", "config.json"};
     for (int i = 0; i < 3; i++)
-        if (ml_file_exists(run_path(r, a->out_dir, left[i])))
+        if (r->writer && ml_file_exists(run_path(r, a->out_dir, left[i])))
             return ml_fail("%s already holds %s from an earlier run without a checkpoint: remove it, or choose another --out", a->out_dir, left[i]);
     /* The model first: a bad router name must not leave an empty run folder behind. */
     if (model_create(&r->model, &r->tc.model)) return -1;
-    if (ml_mkdir_p(a->out_dir)) return -1;
+    if (r->writer && ml_mkdir_p(a->out_dir)) return -1;
     model_init_weights(&r->model, r->tc.seed);
     adamw_init(&r->opt, r->model.table.total);
     r->st.step = 0;
     if (loader_init(&r->st.loader, &r->train, r->tc.batch, r->tc.model.seq_len, r->tc.seed ^ 0x5EEDDA7Aull)) return -1;
     char *cfg = config_to_json(&r->tc, 0);
-    int rc = ml_write_file_atomic(run_path(r, a->out_dir, "config.json"), cfg, strlen(cfg));
+    int rc = r->writer ? ml_write_file_atomic(run_path(r, a->out_dir, "config.json"), cfg, strlen(cfg)) : 0;
     free(cfg);
     if (rc) return -1;
-    return open_log(r, a->out_dir, -1);
+    return open_log(r, a->out_dir, r->writer ? -1 : -2);
 }
 
 static void teardown(Run *r) {
     if (r->log) fclose(r->log);
+    dist_train_free(&r->dist);
     metrics_free(&r->mt);
     model_free(&r->model);
     adamw_free(&r->opt);
@@ -239,6 +261,7 @@ static int loop(Run *r, TrainArgs *a) {
     int rc = 0;
     model_set_step(m, r->st.step, tc->steps);
     metrics_init(&r->mt, &m->cfg, 0, METRICS_CHEAP);
+    guard_init(&r->guard, tc->bad_steps);
     while (r->st.step < last && rc == 0) {
         long s = r->st.step;
         float lr = lr_at((int)s, tc->steps, tc->warmup, tc->lr, tc->min_lr_frac), gn, rl[ROUTER_MAX_LOSSES];
@@ -249,22 +272,28 @@ static int loop(Run *r, TrainArgs *a) {
         float loss = train_step(r, inp, tgt, lr, &gn, rl, rn, &n_rl, logged ? &r->mt : NULL);
         double dt = ml_now() - t0;
         r->st.step = s + 1;
+        dist_reduce_pending(m); /* global router statistics, before after_step folds them in */
         model_after_step(m, r->st.step, tc->steps);
-        double tok = (double)B * T * tc->grad_accum;
+        double tok = (double)B * T * tc->grad_accum * r->dist.N;
         tokens_done += tok;
         if (r->st.step % tc->log_every == 0 || r->st.step == last) {
             fprintf(r->log, "{\"step\":%ld,\"loss\":%.6f,\"lr\":%.6e,\"grad_norm\":%.6f,\"tok_per_s\":%.1f", r->st.step, loss, lr, gn, tok / dt);
             for (int i = 0; i < n_rl; i++) fprintf(r->log, ",\"%s\":%.6f", rn[i], rl[i]);
             fprintf(r->log, ",\"router_share\":%.4f", r->mt.router_seconds / dt);
+            if (r->dist.N > 1) fprintf(r->log, ",\"ranks\":%d,\"comm\":%.6f,\"comm_wait\":%.6f", r->dist.N, r->dist.comm, r->dist.wait);
             metrics_finish(&r->mt);
             metrics_json_step(r->log, &r->mt); /* load per expert and layer, load_cv, maxvio, entropies... */
             metrics_reset(&r->mt);
             fprintf(r->log, "}\n");
             fflush(r->log);
         }
+        if (fflush(r->log) != 0 || ferror(r->log)) rc = ml_fail("%s/log.jsonl: write failed: %s", a->out_dir, strerror(errno));
+        if (rc == 0) rc = guard_check(&r->guard);
+        if (rc) break;
         double elapsed = ml_now() - t_start, rate = tokens_done / elapsed;
         if (!a->quiet) progress(r, r->st.step, last, loss, lr, rate, (last - r->st.step) * tok / rate);
-        if (tc->eval_every > 0 && r->st.step % tc->eval_every == 0 && r->st.step != last) rc = run_eval(r, r->st.step, a->quiet);
+        if (logged) rc = dist_check_params(&r->dist, m);
+        if (rc == 0 && tc->eval_every > 0 && r->st.step % tc->eval_every == 0 && r->st.step != last) rc = run_eval(r, r->st.step, a->quiet);
         if (rc == 0 && tc->ckpt_every > 0 && r->st.step % tc->ckpt_every == 0 && r->st.step != last) rc = save(r, a->out_dir);
     }
     if (rc == 0 && r->st.step > first) rc = run_eval(r, r->st.step, a->quiet);
@@ -275,10 +304,34 @@ static int loop(Run *r, TrainArgs *a) {
     return rc;
 }
 
+/* After every rank's setup: all go on or all stop, with the same model, data and layout. */
+static int train_dist_setup(Run *r, TrainArgs *a, int rc) {
+    if (!dist_all_ok(rc == 0)) return rc ? rc : ml_fail("another process of this job failed to start (see its message)");
+    if (dist_train_init(&r->dist, &r->model, a->expert_parallel, !a->no_overlap, r->tc.batch, r->model.cfg.seq_len)) return -1;
+    char *cfg = config_to_json(&r->tc, 0);
+    rc = dist_same_everywhere("the config", cfg, strlen(cfg));
+    free(cfg);
+    struct {
+        uint64_t train, val;
+        long step;
+        Rng rng;
+        int resume, ep, overlap;
+    } same;
+    memset(&same, 0, sizeof same); /* padding too: the bytes are hashed */
+    same.train = dist_shard_hash(&r->train), same.val = dist_shard_hash(&r->val), same.step = r->st.step;
+    same.rng = r->st.loader.rng, same.resume = a->resume, same.ep = a->expert_parallel, same.overlap = a->no_overlap;
+    if (rc == 0) rc = dist_same_everywhere("the data or the checkpoint (--data, --resume, --expert-parallel)", &same, sizeof same);
+    if (rc == 0) rc = dist_same_everywhere("--out", a->out_dir, strlen(a->out_dir));
+    return rc;
+}
+
 int train_run(TrainArgs *a) {
     Run *r = ml_calloc(1, sizeof *r);
     set_threads(a->tc.threads);
-    int rc = setup(r, a);
+    r->writer = dist_rank(DIST_WORLD) == 0;
+    if (!r->writer) a->quiet = 1;
+    int rc = train_dist_check_args(a);
+    if (rc == 0) rc = train_dist_setup(r, a, setup(r, a));
     if (rc == 0) {
         set_threads(r->tc.threads);
         rc = loop(r, a);

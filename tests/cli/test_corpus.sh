@@ -179,8 +179,10 @@ else
     run prepare --manifest corpus/debian-mix.json --out "$T/mix" --vocab 2048 --quiet
     secs=$(($(date +%s) - start))
     n=$(grep -cE '^(dictionary|quotes-en|quotes-de|quotes-es|quotes-it|c-code|python-code|manpages) ' "$T/out")
-    if [ $RC -eq 0 ] && [ "$n" = 8 ] && [ "$secs" -lt 120 ]; then
+    # The time is printed, not asserted: speed belongs in benchmarks, not in tests.
+    if [ $RC -eq 0 ] && [ "$n" = 8 ]; then
         pass corpus_debian_mix
+        echo "    prepared in ${secs}s"
         sed -n '/^domain/,$p' "$T/out" | sed 's/^/    /'
     else
         fail corpus_debian_mix "exit $RC, $n domains, ${secs}s: $(cat "$T/out" "$T/err" | head -c 800)"

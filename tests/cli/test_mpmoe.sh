@@ -2,7 +2,8 @@
 # The mpmoe router end to end: a run stopped and resumed equals the straight run (losses,
 # evaluations, checkpoint files: the counts and Sigma are part of the checkpoint), a
 # standalone eval of the checkpoint reproduces the in-training evaluation (it routes with
-# the saved Sigma), and sample and analyze load it. Bad router options are refused.
+# the saved Sigma, and top-k routing gives another loss), and sample and analyze load it;
+# --router-opts at evaluation re-makes the router with its state. Bad options are refused.
 . "$(dirname "$0")/../cli_common.sh"
 require_binary mpmoe_binary
 IO="$T/io"
@@ -55,6 +56,20 @@ else
     fail mpmoe_eval_uses_saved_sigma "eval loss '$got' vs in-training '$want' (exit $RC) $(head -c 200 "$IO/err")"
 fi
 
+# Under Sigma = I the greedy is top-k: a different loss with eval_select=topk shows the
+# saved Sigma is the one in use. --router-opts re-makes the router, keeping its state.
+run eval "$a" --data "$D" --json --batch 4 --batches 8 --router-opts eval_select=topk
+topk_loss=$(grep -o '"loss":[^,]*' "$IO/out" | head -1 | cut -d: -f2)
+run eval "$a" --data "$D" --json --batch 4 --batches 8 --router-opts eval_select=greedy
+again=$(grep -o '"loss":[^,]*' "$IO/out" | head -1 | cut -d: -f2)
+if [ -n "$topk_loss" ] && [ "$topk_loss" != "$want" ] && [ "$again" = "$want" ]; then
+    pass mpmoe_eval_select_override
+else
+    fail mpmoe_eval_select_override "greedy '$want', topk '$topk_loss', greedy again '$again' $(head -c 200 "$IO/err")"
+fi
+run eval "$a" --data "$D" --router-opts bogus=1
+if [ $RC -ne 0 ] && grep -q "bogus" "$IO/err"; then pass mpmoe_eval_bad_override; else fail mpmoe_eval_bad_override "exit $RC"; fi
+
 run info "$a"
 if [ $RC -eq 0 ] && grep -q "router state: $((2 * (2 * 8 * 8 + 8 + 2))) values" "$IO/out"; then
     pass mpmoe_info_state
@@ -64,6 +79,8 @@ fi
 
 run sample "$a" --data "$D" --prompt "The router" --tokens 12 --seed 1
 if [ $RC -eq 0 ] && [ -s "$IO/out" ]; then pass mpmoe_sample; else fail mpmoe_sample "exit $RC $(head -c 300 "$IO/err")"; fi
+run sample "$a" --data "$D" --prompt "The router" --tokens 12 --seed 1 --router-opts eval_select=topk
+if [ $RC -eq 0 ] && [ -s "$IO/out" ]; then pass mpmoe_sample_topk; else fail mpmoe_sample_topk "exit $RC $(head -c 300 "$IO/err")"; fi
 
 run analyze "$a" --data "$D" --batches 2 --out "$T/an.json"
 if [ $RC -eq 0 ] && [ -s "$T/an.json" ]; then pass mpmoe_analyze; else fail mpmoe_analyze "exit $RC $(head -c 300 "$IO/err")"; fi

@@ -95,6 +95,18 @@ else
     fail route_ties_lowest_index "exit $RC mask: $(st_tensor "$T/zero_out.st" mask | od -An -t u1) $(head -c 200 "$IO/err")"
 fi
 
+# probabilities instead of logits: rows (0.1 0.4 0.2 0.3) and (0.3 0.2 0.4 0.1), k=2
+mkst "$T/probs.st" '{"probs":{"dtype":"F32","shape":[2,4],"data_offsets":[0,32]}}' 0
+printf '\xcd\xcc\xcc\x3d\xcd\xcc\xcc\x3e\xcd\xcc\x4c\x3e\x9a\x99\x99\x3e\x9a\x99\x99\x3e\xcd\xcc\x4c\x3e\xcd\xcc\xcc\x3e\xcd\xcc\xcc\x3d' >>"$T/probs.st"
+run route --router topk --topk 2 --in "$T/probs.st" --out "$T/probs_out.st"
+if [ $RC -eq 0 ] && [ "$(st_tensor "$T/probs_out.st" mask | od -An -v -t u1 | tr -s ' \n' ' ')" = " 0 1 0 1 1 0 1 0 " ]; then
+    pass route_from_probs
+else
+    fail route_from_probs "exit $RC mask: $(st_tensor "$T/probs_out.st" mask | od -An -t u1) $(head -c 200 "$IO/err")"
+fi
+mkst "$T/badprobs.st" '{"probs":{"dtype":"F32","shape":[1,2],"data_offsets":[0,8]}}' 0
+printf '\x00\x00\x00\x40\x00\x00\x00\x00' >>"$T/badprobs.st" # 2.0, 0.0
+
 # refusals: the message names the tensor, nothing is written
 L='"logits":{"dtype":"F32","shape":[2,4],"data_offsets":[0,32]}'
 mkst "$T/nolog.st" '{"x":{"dtype":"F32","shape":[2,4],"data_offsets":[0,32]}}' 32
@@ -127,5 +139,6 @@ refuse route_refuses_unknown_router "unknown router" --router nope --topk 2 --in
 refuse route_refuses_bad_option "mpmoe.*nope" --router mpmoe --topk 2 --in "$T/only.st" --router-opts nope=1
 refuse route_refuses_missing_file "missing.st|no such" --router topk --topk 2 --in "$T/missing.st"
 refuse route_refuses_no_topk "topk" --router topk --in "$T/only.st"
+refuse route_refuses_bad_probs "'probs'" --router topk --topk 1 --in "$T/badprobs.st"
 
 [ $fails -eq 0 ]
