@@ -57,6 +57,7 @@ test-asan:
 # Regenerates the PyTorch parity fixtures in tests/fixtures (needs python3-torch).
 fixtures:
 	$(PYTHON) tests/mirror/make_fixtures.py --out tests/fixtures
+	$(PYTHON) tests/mirror/routers_mirror.py --out tests/fixtures
 
 bench: $(BUILD)/moelab
 	$(BUILD)/moelab bench

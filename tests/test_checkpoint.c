@@ -53,7 +53,10 @@ static int fixture_make(Fixture *f, int d_model, const char *router, long step) 
     if (router) snprintf(f->tc.model.router, sizeof f->tc.model.router, "%s", router);
     if (model_create(&f->m, &f->tc.model)) return -1;
     model_init_weights(&f->m, 7);
-    for (size_t i = 0; i < f->m.router_state_len; i++) f->m.router_state[i] = 0.5 + i * 1.0 / 3.0;
+    /* Only MoE blocks have router state to save; a dense block's slice stays zero. */
+    for (int l = 0; l < f->m.cfg.n_layers; l++)
+        for (int i = 0; f->m.routers[l].spec && i < f->m.routers[l].state_len; i++)
+            f->m.routers[l].state[i] = 0.5 + (l * 100 + i) / 3.0;
     adamw_init(&f->opt, f->m.table.total);
     for (size_t i = 0; i < f->opt.n; i++) {
         f->opt.m[i] = (float)i * 1e-3f - 0.5f;

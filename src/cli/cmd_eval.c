@@ -12,13 +12,17 @@
 
 static void usage(void) {
     printf("usage: moelab eval CHECKPOINT --data DIR [--split val|train] [--batch B] [--batches N] [--mode eval|infer] [--threads N] [--json]\n"
-           "                  [--router-opts KEY=VALUE,...]   (the router's options at evaluation, e.g. eval_select=topk)\n\n"
+           "                  [--router NAME] [--router-opts KEY=VALUE,...]\n\n"
            "Mean loss (nats/token) and bits per byte of CHECKPOINT (a run folder or a .safetensors file)\n"
            "on DIR/<split>.bin, overall and per domain (when the data has several). --json prints one\n"
            "object: split, mode, loss, bpb, tokens, and domains: {name: {loss, bpb, tokens}}.\n"
            "--batches 0 (default) covers the whole split; N > 0 evaluates N batches of windows spread\n"
            "evenly over it (as training's periodic evaluation does). --mode infer uses the causal per-token\n"
-           "routing rule of generation; eval (default) the training rule.\n");
+           "routing rule of generation; eval (default) the training rule.\n"
+           "--router-opts: the router's options at evaluation (e.g. eval_select=topk), its state kept.\n"
+           "--router runs the checkpoint under another router, training-free (e.g. usmoe on a topk checkpoint:\n"
+           "it reuses the router weights; its calibrated state starts empty, so infer falls back to top-k),\n"
+           "with --router-opts as that router's options.\n");
 }
 
 static int parse_int(const char *flag, const char *v, int lo, int *out) {
@@ -62,7 +66,7 @@ static int print_json(const char *split, const char *mode, const EvalResult *ev)
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL, *split = "val", *mode_s = "eval", *ropts = NULL;
+    const char *ckpt = NULL, *data = NULL, *split = "val", *mode_s = "eval", *router = NULL, *ropts = NULL;
     int batch = 8, batches = 0, threads = 0, json = 0, rc = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -74,6 +78,7 @@ int cmd_eval(int argc, char **argv) {
         else if (strcmp(f, "--data") == 0 && v) data = argv[++i];
         else if (strcmp(f, "--split") == 0 && v) split = argv[++i];
         else if (strcmp(f, "--mode") == 0 && v) mode_s = argv[++i];
+        else if (strcmp(f, "--router") == 0 && v) router = argv[++i];
         else if (strcmp(f, "--router-opts") == 0 && v) ropts = argv[++i];
         else if (strcmp(f, "--batch") == 0) rc = parse_int(f, v, 1, &batch), i++;
         else if (strcmp(f, "--batches") == 0) rc = parse_int(f, v, 0, &batches), i++;
@@ -96,7 +101,8 @@ int cmd_eval(int argc, char **argv) {
     memset(&meta, 0, sizeof meta);
     set_threads(threads);
     if (rc == 0) rc = cli_load_model_and_split(ckpt, data, split, &m, &tc, &s);
-    if (rc == 0 && ropts) rc = cli_router_opts(&m, ropts);
+    if (rc == 0 && router) rc = model_switch_router(&m, router, ropts);
+    else if (rc == 0 && ropts) rc = cli_router_opts(&m, ropts);
     if (rc == 0) rc = data_meta_load(&meta, data);
     if (rc == 0) rc = sizes_check_run(&m.cfg, batch, m.cfg.seq_len, 0);
     EvalResult ev;

@@ -239,6 +239,12 @@ void model_set_step(Model *m, long step, long total_steps) {
     }
 }
 
+int model_batch_level(const Model *m) {
+    for (int l = 0; l < m->cfg.n_layers; l++)
+        if (m->routers[l].spec && m->routers[l].batch_level) return 1;
+    return 0;
+}
+
 void model_after_step(Model *m, long step, long total_steps) {
     model_set_step(m, step, total_steps);
     for (int l = 0; l < m->cfg.n_layers; l++) {

@@ -65,6 +65,11 @@ int model_router_losses(const Model *m, const char **names, float *values, int m
 /* Called after each optimizer step: advances router step counters, runs after_step hooks. */
 void model_after_step(Model *m, long step, long total_steps);
 void model_set_step(Model *m, long step, long total_steps);
+/* 1 when some MoE block's router selects at batch level (its ROUTE_INFER rule differs). */
+int model_batch_level(const Model *m);
+/* Rebuilds every MoE block's router as `name` with `opts`, keeping the parameters (the
+ * router weight must have the same rows, or the new router none). Fresh router state. */
+int model_switch_router(Model *m, const char *name, const char *opts);
 
 /* Single-token decoding with a KV cache (generation). */
 typedef struct {

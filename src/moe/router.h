@@ -29,7 +29,7 @@ typedef struct {
 void routing_reserve(Routing *rt, int n_pairs);
 void routing_free(Routing *rt);
 
-#define ROUTER_MAX_LOSSES 4
+#define ROUTER_MAX_LOSSES 6
 typedef struct {
     const char *name; /* e.g. "aux", "z" */
     float value;      /* unscaled: for "aux", 1.0 means balanced */
@@ -61,6 +61,8 @@ typedef struct {
     double *pending;
     int pending_len;
     void *priv;             /* router scratch */
+    int batch_level;        /* set by init: training selection depends on other tokens of the
+                               batch (ROUTE_INFER then differs and is evaluated too) */
     const float *probs;     /* [T, E] router probabilities of the last forward, or NULL */
     int n_losses;
     RouterLoss losses[ROUTER_MAX_LOSSES];

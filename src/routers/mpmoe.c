@@ -8,6 +8,7 @@
 #include "routers/mpmoe.h"
 #include "core/util.h"
 #include "moe/router.h"
+#include "routers/extras.h"
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@ enum { SELECT_GREEDY, SELECT_TOPK };
 typedef struct {
     double warmup, decay, ridge;
     int sigma_every, eval_select, reference;
+    ExtraOpts ex; /* orthogonality/variance losses, aux-free bias (extras.h), off by default */
 } MpmoeOpts;
 
 static const RouterOption MPMOE_OPTIONS[] = {
@@ -39,6 +41,7 @@ static const RouterOption MPMOE_OPTIONS[] = {
     {"reference", ROPT_INT, offsetof(MpmoeOpts, reference), 0, 0, 1, NULL,
      "1 = the published code where it differs: cumulative counts, diagonal floor and Schur clamp 1e-12, no ridge, "
      "warm-up gates not renormalised"},
+    EXTRA_OPTIONS(MpmoeOpts, ex, 0, 0, 0),
     {0}};
 
 typedef struct {
@@ -48,6 +51,7 @@ typedef struct {
     float *work;   /* per thread mpmoe_work_len floats */
     int *counts;   /* [E] pairs per expert of the last forward (aux loss) */
     int renorm;    /* gates of the last forward renormalised over the chosen set */
+    Extras ex;
     size_t cap_tokens, work_len;
     int threads;
 } MpmoeScratch;
@@ -138,7 +142,11 @@ void mpmoe_greedy(const float *p, const float *sigma, int E, int k, float eps, f
 /* ---- the router ---- */
 
 static int mpmoe_rows(const ModelConfig *m) { return m->n_experts; }
-static int mpmoe_state_len(const ModelConfig *m) { return (int)MPMOE_STATE_LEN(m->n_experts); }
+static int mpmoe_state_len(const ModelConfig *m) {
+    MpmoeOpts o; /* the extras' state follows MP-MoE's own */
+    int ex = router_opts_parse("mpmoe", MPMOE_OPTIONS, m->router_opts, &o) ? 0 : extras_state_len(&o.ex, m->n_experts);
+    return (int)MPMOE_STATE_LEN(m->n_experts) + ex;
+}
 
 static int mpmoe_init(RouterLayer *r) {
     MpmoeOpts o;
@@ -147,14 +155,17 @@ static int mpmoe_init(RouterLayer *r) {
         o.decay = 0.0;
         o.ridge = 0.0;
     }
+    if (r->state_len < (int)MPMOE_STATE_LEN(r->E) + extras_state_len(&o.ex, r->E))
+        return ml_fail("router mpmoe: these options need router state the model was not made with");
     MpmoeScratch *s = ml_calloc(1, sizeof *s);
     s->o = o;
     s->counts = ml_calloc(r->E, sizeof(int));
     s->sigma = ml_malloc((size_t)r->E * r->E * sizeof(float));
     s->work_len = mpmoe_work_len(r->E, r->k);
     r->priv = s;
-    r->pending_len = (int)MPMOE_PENDING_LEN(r->E);
+    r->pending_len = (int)MPMOE_PENDING_LEN(r->E) + extras_pending_len(&o.ex, r->E);
     r->pending = ml_calloc(r->pending_len, sizeof(double));
+    extras_init(&s->ex, &o.ex, r->E, r->state + MPMOE_STATE_LEN(r->E), r->pending + MPMOE_PENDING_LEN(r->E));
     return 0;
 }
 
@@ -163,6 +174,7 @@ static void mpmoe_free(RouterLayer *r) {
     free(r->pending);
     r->pending = NULL;
     if (!s) return;
+    extras_free(&s->ex);
     float *bufs[] = {s->logits, s->probs, s->lse, s->dprobs, s->dlogits, s->sigma, s->work};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     free(s->counts);
@@ -235,12 +247,14 @@ static void mpmoe_forward(RouterLayer *r, const float *x, const float *w, int T,
     for (size_t i = 0; i < (size_t)E * E; i++) s->sigma[i] = built ? (float)sd[i] : (float)(i % (E + 1) == 0);
     float eps = built ? (float)r->state[MPMOE_EPS(E)] : (float)MPMOE_EPS_REF;
     s->renorm = renorm;
+    const float *sel = extras_scores(&s->ex, s->probs, T); /* biased scores select, p gates */
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         const float *p = s->probs + (size_t)t * E;
         int *idx = rt->expert + (size_t)t * k;
-        if (greedy) mpmoe_greedy(p, s->sigma, E, k, eps, s->work + s->work_len * omp_get_thread_num(), idx, NULL);
-        else router_select_topk(p, E, k, idx);
+        const float *q = sel + (size_t)t * E;
+        if (greedy) mpmoe_greedy(q, s->sigma, E, k, eps, s->work + s->work_len * omp_get_thread_num(), idx, NULL);
+        else router_select_topk(q, E, k, idx);
         float sum = 0.0f;
         for (int j = 0; j < k; j++) sum += p[idx[j]];
         for (int j = 0; j < k; j++) {
@@ -255,6 +269,12 @@ static void mpmoe_forward(RouterLayer *r, const float *x, const float *w, int T,
     r->n_losses = 2;
     r->losses[0] = (RouterLoss){"aux", router_switch_aux(s->probs, s->counts, T, E, k), r->cfg->aux_coef};
     r->losses[1] = (RouterLoss){"z", router_z_loss(s->logits, T, E, s->lse), r->cfg->z_coef};
+    extras_forward(&s->ex, r, s->probs, rt, T);
+}
+
+static void mpmoe_backward_outputs(RouterLayer *r, const Routing *rt, const float *y, const int *pos, float *dy,
+                                   float scale) {
+    extras_backward_outputs(&((MpmoeScratch *)r->priv)->ex, r, rt, y, pos, dy, scale);
 }
 
 static void mpmoe_backward(RouterLayer *r, const float *x, const float *w, int T, const Routing *rt, const float *dgate,
@@ -263,8 +283,10 @@ static void mpmoe_backward(RouterLayer *r, const float *x, const float *w, int T
     int E = r->E, k = r->k;
     memset(s->dprobs, 0, (size_t)T * E * sizeof(float));
     memset(s->dlogits, 0, (size_t)T * E * sizeof(float));
+    dgate = extras_dgate(&s->ex, rt, dgate, scale);
     router_prob_gates_backward(s->dprobs, s->probs, rt, dgate, T, E, k, s->renorm);
     router_switch_aux_backward(s->dprobs, s->counts, T, E, k, r->cfg->aux_coef * scale);
+    extras_dscores(&s->ex, s->dprobs, s->probs, T, scale);
     router_softmax_backward(s->dlogits, s->probs, s->dprobs, T, E);
     router_z_loss_backward(s->dlogits, s->probs, s->lse, T, E, r->cfg->z_coef * scale);
     router_linear_backward(x, w, s->dlogits, T, r->D, E, dw, dx);
@@ -276,8 +298,10 @@ static void mpmoe_after_step(RouterLayer *r) {
     MpmoeScratch *s = r->priv;
     int E = r->E;
     double keep = s->o.decay > 0 ? pow(0.5, 1.0 / s->o.decay) : 1.0;
-    for (int i = 0; i < r->pending_len; i++) r->state[i] = keep * r->state[i] + r->pending[i];
-    memset(r->pending, 0, r->pending_len * sizeof(double));
+    int n = (int)MPMOE_PENDING_LEN(E); /* the extras' pending follows and is folded by them */
+    for (int i = 0; i < n; i++) r->state[i] = keep * r->state[i] + r->pending[i];
+    memset(r->pending, 0, n * sizeof(double));
+    extras_after_step(&s->ex);
     if (r->step % s->o.sigma_every != 0) return;
     mpmoe_sigma_build(r->state + MPMOE_C(E), r->state + MPMOE_U(E), r->state[MPMOE_N(E)], E, s->o.ridge,
                       r->state + MPMOE_SIGMA(E), r->state + MPMOE_EPS(E));
@@ -335,6 +359,7 @@ const RouterSpec router_mpmoe = {
     .init = mpmoe_init,
     .free = mpmoe_free,
     .forward = mpmoe_forward,
+    .backward_outputs = mpmoe_backward_outputs,
     .backward = mpmoe_backward,
     .after_step = mpmoe_after_step,
     .load_inputs = mpmoe_load_inputs,

@@ -4,10 +4,22 @@
 
 extern const RouterSpec router_topk;
 extern const RouterSpec router_mpmoe;
+extern const RouterSpec router_random;
+extern const RouterSpec router_auxfree;
+extern const RouterSpec router_orthvar;
+extern const RouterSpec router_expert_choice;
+extern const RouterSpec router_usmoe;
+extern const RouterSpec router_etr;
 
 static const RouterSpec *const ROUTERS[] = {
     &router_topk,
     &router_mpmoe,
+    &router_random,
+    &router_auxfree,
+    &router_orthvar,
+    &router_expert_choice,
+    &router_usmoe,
+    &router_etr,
     NULL,
 };
 

@@ -123,9 +123,17 @@ static int run_eval(Run *r, long step, int quiet) {
     if (rc == 0 && mt.n_moe) metrics_probe_flush(&mt, &r->model);
     if (rc == 0) dist_reduce_eval(&ev, mt.n_moe ? &mt : NULL);
     if (rc == 0 && mt.n_moe) metrics_finish(&mt);
-    if (rc == 0) log_eval(r, step, &ev, NULL, mt.n_moe ? &mt : NULL);
+    /* A batch-level router's generation rule differs from its training rule: report both. */
+    EvalResult ev_infer;
+    int infer = rc == 0 && model_batch_level(&r->model);
+    if (infer)
+        rc = evaluate_part(&r->model, &r->val, &r->meta, r->tc.batch, r->model.cfg.seq_len, r->tc.eval_batches,
+                           ROUTE_INFER, r->dist.rank, r->dist.N, &ev_infer, NULL, NULL);
+    if (infer && rc == 0) dist_reduce_eval(&ev_infer, NULL);
+    if (rc == 0) log_eval(r, step, &ev, infer ? &ev_infer : NULL, mt.n_moe ? &mt : NULL);
     metrics_free(&mt);
     if (rc) return -1;
+    if (infer && !quiet) fprintf(stderr, "\nstep %ld | val_loss (per-token inference rule) %.4f\n", step, ev_infer.loss);
     if (!quiet) {
         fprintf(stderr, "\nstep %ld | val_loss %.4f | val_bpb %.4f\n", step, ev.loss, ev.bpb);
         for (int d = 0; ev.n_domains > 1 && d < ev.n_domains; d++)

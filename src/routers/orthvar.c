@@ -1,0 +1,27 @@
+/* orthvar (Guo et al., "Advancing Expert Specialization for Better MoE", 2025): top-k
+ * routing plus an orthogonality loss on the raw outputs of each token's co-selected
+ * experts (gradient into the expert outputs) and a variance loss on the router scores
+ * (gradient into the router logits), on top of the Switch aux and z losses. Both
+ * multipliers are calibrated on the first optimizer step to bring each loss to its
+ * target magnitude, then frozen and saved in the router state (extras.c). */
+#include "routers/topk.h"
+
+static const RouterOption ORTHVAR_TABLE[] = {TOPK_OPTIONS(0), EXTRA_OPTIONS(TopkOpts, ex, 1e-3, 1e-3, 0), {0}};
+
+static int orthvar_state_len(const ModelConfig *m) { return topk_state_len_for(m, "orthvar", ORTHVAR_TABLE); }
+static int orthvar_init(RouterLayer *r) { return topk_setup(r, "orthvar", ORTHVAR_TABLE, 1); }
+
+const RouterSpec router_orthvar = {
+    .name = "orthvar",
+    .summary = "top-k + orthogonality loss on co-selected expert outputs + variance loss on scores (Guo et al.)",
+    .options = ORTHVAR_TABLE,
+    .param_rows = topk_rows,
+    .state_len = orthvar_state_len,
+    .init = orthvar_init,
+    .free = topk_free,
+    .forward = topk_forward,
+    .backward_outputs = topk_backward_outputs,
+    .backward = topk_backward,
+    .after_step = topk_after_step,
+    .load_inputs = topk_load_inputs,
+};
