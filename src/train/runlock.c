@@ -6,11 +6,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
-int runlock_acquire(const char *dir) {
-    char path[4096];
-    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, RUNLOCK_FILE) >= sizeof path) return ml_fail("path too long: %s", dir);
+/* One attempt: the fd holding the lock, -1 (ml_fail) when refused, -2 when the file was
+ * replaced between open and flock (a holder removing it on exit): try again. */
+static int try_lock(const char *dir, const char *path) {
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) return ml_fail("cannot open the lock file %s: %s", path, strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -25,6 +26,21 @@ int runlock_acquire(const char *dir) {
                            "to finish, or choose another --out", dir, pid[0] ? pid : "unknown");
         return ml_fail("cannot lock %s: %s", path, strerror(why));
     }
+    struct stat a, b;
+    if (fstat(fd, &a) != 0 || stat(path, &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+        close(fd);
+        return -2;
+    }
+    return fd;
+}
+
+int runlock_acquire(const char *dir) {
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, RUNLOCK_FILE) >= sizeof path) return ml_fail("path too long: %s", dir);
+    int fd = -2;
+    for (int i = 0; i < 5 && fd == -2; i++) fd = try_lock(dir, path);
+    if (fd == -2) return ml_fail("cannot lock %s: it keeps being replaced", path);
+    if (fd < 0) return -1;
     char pid[32];
     int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
     if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
@@ -34,16 +50,20 @@ int runlock_acquire(const char *dir) {
     return fd;
 }
 
-void runlock_release(int fd) {
-    if (fd >= 0) close(fd); /* drops the lock; the file stays (removing it would race) */
+/* Removed while still held, so the folder is left as it was; a process that opened the
+ * old file meanwhile sees it replaced and retries on the new one. */
+static void release(const char *dir, int fd) {
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, RUNLOCK_FILE) < sizeof path) unlink(path);
+    close(fd);
 }
 
-void runlock_discard(const char *dir, int made_dir, int created) {
-    static const char *const FILES[] = {"config.json", "log.jsonl", RUNLOCK_FILE};
+void runlock_end(const char *dir, int fd, int discard, int made_dir, int created) {
+    if (fd < 0) return;
+    static const char *const FILES[] = {"config.json", "log.jsonl"};
     char path[4096];
-    for (int i = created ? 0 : 2; i < 3; i++) {
-        if (i == 2 && !made_dir && !created) break;
+    for (int i = 0; discard && created && i < 2; i++)
         if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, FILES[i]) < sizeof path) remove(path);
-    }
-    if (made_dir) rmdir(dir); /* fails, harmlessly, when anything else is in it */
+    release(dir, fd);
+    if (discard && made_dir) rmdir(dir); /* fails, harmlessly, when anything else is in it */
 }

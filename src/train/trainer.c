@@ -293,8 +293,7 @@ int train_run(TrainArgs *a) {
     teardown(r);
     char ckpt[4096];
     snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", a->out_dir);
-    if (rc != 0 && !a->resume && r->lock >= 0 && !ml_file_exists(ckpt)) runlock_discard(a->out_dir, r->made_dir, r->created);
-    runlock_release(r->lock);
+    runlock_end(a->out_dir, r->lock, rc != 0 && !a->resume && !ml_file_exists(ckpt), r->made_dir, r->created);
     free(r);
     return rc;
 }
