@@ -7,6 +7,7 @@
 #   scripts/demo.sh TEXT_FILE_OR_DIR...   your own files instead: one domain, byte-level
 #                                         tokens (VOCAB=N trains a BPE tokenizer on them)
 # env: STEPS=600 THREADS=0 OUT=runs/demo DATA=runs/demo-data VOCAB (2048 for debian-mix)
+#      ROUTER=topk (or mpmoe, ...: moelab train --help lists them) ROUTER_OPTS (its --router-opts)
 # The debian-mix packages are installed when run as root (scripts/corpus.sh); otherwise the
 # script says which to install, or pass files: scripts/demo.sh /usr/share/common-licenses
 set -euo pipefail
@@ -16,6 +17,8 @@ STEPS=${STEPS:-600}
 THREADS=${THREADS:-0}
 OUT=${OUT:-runs/demo}
 DATA=${DATA:-runs/demo-data}
+ROUTER=${ROUTER:-topk}
+ROUTER_OPTS=${ROUTER_OPTS:-}
 scripts/setup.sh --check
 make --no-print-directory
 if [ $# -eq 0 ]; then
@@ -37,7 +40,7 @@ rm -rf "$DATA" "$OUT"
 "$BIN" prepare --out "$DATA" "${prep[@]}"
 "$BIN" train --data "$DATA" --out "$OUT" --steps "$STEPS" --warmup 30 --threads "$THREADS" \
     --layers 4 --d-model 128 --heads 4 --seq-len 128 --batch 8 \
-    --experts 8 --topk 2 --d-expert 128 --shared 1 --router topk \
+    --experts 8 --topk 2 --d-expert 128 --shared 1 --router "$ROUTER" --router-opts "$ROUTER_OPTS" \
     --lr 3e-3 --eval-every 200 --ckpt-every 200
 "$BIN" info "$OUT" | tail -n 2
 # 64 batches of 8 x 128 tokens: a fixed, interleaved share of every domain's validation text.

@@ -189,7 +189,10 @@ static double loss_moe(void *p) {
     return dotd(c->out, c->rw, (size_t)c->T * c->cfg.d_model) + router_loss_terms(&c->r);
 }
 
-static void moe_case(const char *router, int renorm, int shared) {
+/* opts: --router-opts; a router with state gets it allocated and, after one forward,
+ * an after_step (statistics such as MP-MoE's Sigma then shape the routing); total_steps
+ * > 0 puts step 0 inside a warm-up. */
+static void moe_case_opts(const char *router, const char *opts, long total_steps, int renorm, int shared) {
     MoECtx c;
     memset(&c, 0, sizeof c);
     TrainConfig tc;
@@ -198,9 +201,12 @@ static void moe_case(const char *router, int renorm, int shared) {
     c.cfg.d_model = 6, c.cfg.n_experts = 4, c.cfg.top_k = 2, c.cfg.d_expert = 5, c.cfg.n_shared = shared;
     c.cfg.renorm = renorm, c.cfg.vocab_size = 8, c.cfg.aux_coef = 0.3f, c.cfg.z_coef = 0.05f;
     snprintf(c.cfg.router, sizeof c.cfg.router, "%s", router);
+    snprintf(c.cfg.router_opts, sizeof c.cfg.router_opts, "%s", opts);
     int D = 6, E = 4, F = 5, Fs = shared * F, T = c.T = 7;
     c.r.spec = router_find(router);
-    c.r.cfg = &c.cfg, c.r.E = E, c.r.k = 2, c.r.D = D, c.r.mode = ROUTE_TRAIN;
+    c.r.cfg = &c.cfg, c.r.E = E, c.r.k = 2, c.r.D = D, c.r.mode = ROUTE_TRAIN, c.r.total_steps = total_steps;
+    c.r.state_len = c.r.spec ? c.r.spec->state_len(&c.cfg) : 0;
+    c.r.state = ml_calloc(c.r.state_len + 1, sizeof(double));
     CHECK(c.r.spec && c.r.spec->init(&c.r) == 0, "router init");
     c.p.router = randn((size_t)E * D, 1), c.p.exp_gate_up = randn((size_t)E * 2 * F * D, 0.5f);
     c.p.exp_down = randn((size_t)E * D * F, 0.5f);
@@ -213,6 +219,10 @@ static void moe_case(const char *router, int renorm, int shared) {
     c.x = randn((size_t)T * D, 1), c.rw = randn((size_t)T * D, 1), c.out = ml_malloc((size_t)T * D * sizeof(float));
     float *dx = ml_calloc((size_t)T * D, sizeof(float));
     loss_moe(&c);
+    if (c.r.spec->after_step) {
+        c.r.spec->after_step(&c.r);
+        loss_moe(&c);
+    }
     moe_backward(&c.acts, &c.r, &c.p, &c.g, &c.cfg, c.x, T, c.rw, dx, 1.0f);
     char name[64];
     snprintf(name, sizeof name, "%s renorm=%d dx", router, renorm);
@@ -225,14 +235,21 @@ static void moe_case(const char *router, int renorm, int shared) {
         fd_check("  shared down", c.p.sh_down, c.g.sh_down, (size_t)D * Fs, loss_moe, &c, 30, 1e-2f);
     }
     c.r.spec->free(&c.r);
+    free(c.r.state);
     moe_acts_free(&c.acts);
     float *bufs[] = {c.p.router, c.p.exp_gate_up, c.p.exp_down, c.g.router, c.g.exp_gate_up, c.g.exp_down,
                      c.p.sh_gate_up, c.p.sh_down, c.g.sh_gate_up, c.g.sh_down, c.x, c.rw, c.out, dx};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
 }
 
+static void moe_case(const char *router, int renorm, int shared) { moe_case_opts(router, "", 0, renorm, shared); }
+
 static void test_moe_topk_renorm(void) { moe_case("topk", 1, 1); }
 static void test_moe_topk_plain(void) { moe_case("topk", 0, 0); }
+/* The greedy under a Sigma from the first forward's counts, and the published warm-up
+ * (top-k, gates not renormalised). */
+static void test_moe_mpmoe(void) { moe_case_opts("mpmoe", "warmup=0", 0, 1, 1); }
+static void test_moe_mpmoe_reference_warmup(void) { moe_case_opts("mpmoe", "reference=1,warmup=0.5", 10, 1, 0); }
 
 /* ---- the whole model: a few entries of every parameter tensor ---- */
 
@@ -299,5 +316,8 @@ int main(void) {
     RUN(test_model_moe_shared);
     RUN(test_model_dense_first_tied);
     RUN(test_model_dense_e1);
+    /* last: the cases above keep their random draws */
+    RUN(test_moe_mpmoe);
+    RUN(test_moe_mpmoe_reference_warmup);
     TEST_MAIN_END();
 }

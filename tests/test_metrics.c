@@ -221,6 +221,29 @@ static void test_expert_sim(void) {
 }
 
 /* A small real model: B=2, T=8, 2 layers (first dense), 4 experts, top-2. */
+/* Chosen sets against the top-n_t by p, with known answers, boundary ties included. */
+static void test_selection(void) {
+    Toy r;
+    toy_init(&r, 4, 2);
+    static const float P[6][4] = {{.4f, .3f, .2f, .1f}, {.4f, .3f, .2f, .1f}, {.1f, .2f, .3f, .4f},
+                                  {.25f, .25f, .25f, .25f}, {.4f, .3f, .2f, .1f}, {.4f, .3f, .2f, .1f}};
+    toy2(&r, 1, 0); /* the top 2: same set */
+    toy2(&r, 0, 3); /* 3 is outside: mass .5 of the top-2's .7 */
+    toy2(&r, 0, 1); /* both outside */
+    toy2(&r, 2, 3); /* all tied: nothing is strictly above, so no difference */
+    toy1(&r, 1);    /* n_t = 1: compared with the top 1 */
+    toy_token(&r, 0, NULL); /* no experts: not counted */
+    memcpy(r.probs, P, sizeof P);
+    LayerMetrics m = measure(&r, NULL, 0, r.probs);
+    CHECK(NEAR(m.sel_differ, 3.0 / 5, 1e-12), "sel_differ %g, want 3/5", m.sel_differ);
+    CHECK(NEAR(m.sel_outside, 4.0 / 9, 1e-12), "sel_outside %g, want 4/9", m.sel_outside);
+    CHECK(NEAR(m.sel_mass_abs, 2.3 / 5, 1e-6), "sel_mass_abs %g, want 0.46", m.sel_mass_abs);
+    double rel = (1 + .5 / .7 + .3 / .7 + 1 + .75) / 5;
+    CHECK(NEAR(m.sel_mass, rel, 1e-6), "sel_mass %g, want %g", m.sel_mass, rel);
+    m = measure(&r, NULL, 0, NULL);
+    CHECK(isnan(m.sel_differ) && isnan(m.sel_mass) && isnan(m.sel_outside), "no probabilities: undefined");
+}
+
 static int make_model(Model *m, int dense_layers) {
     TrainConfig tc;
     config_defaults(&tc);
@@ -254,6 +277,41 @@ static void test_model_counts(void) {
         CHECK(mt.m[i].route_entropy > 0.5 && mt.m[i].route_entropy <= 1.0 + 1e-6, "route_entropy %g", mt.m[i].route_entropy);
     }
     CHECK(NEAR(mt.mean.load_cv, (mt.m[0].load_cv + mt.m[1].load_cv) / 2, 1e-12), "mean over layers");
+    metrics_free(&mt);
+    model_free(&m);
+}
+
+/* topk picks its own top-k: no difference, all of the top-k mass, which is the sum of
+ * the k largest probabilities. */
+static void test_selection_topk(void) {
+    Model m;
+    CHECK(make_model(&m, 1) == 0, "model_create: %s", ml_last_error());
+    int inp[16];
+    for (int i = 0; i < 16; i++) inp[i] = (i * 5) % 13;
+    Metrics mt;
+    metrics_init(&mt, &m.cfg, 0, METRICS_FULL);
+    model_forward(&m, inp, NULL, 2, 8, ROUTE_TRAIN);
+    metrics_add(&mt, &m, NULL);
+    metrics_finish(&mt);
+    for (int i = 0; i < mt.n_moe; i++) {
+        const float *p = m.routers[mt.st[i].layer].probs;
+        double want = 0.0;
+        for (int t = 0; t < 16; t++) {
+            float a = -1, b = -1; /* the two largest of 4 */
+            for (int e = 0; e < 4; e++) {
+                float x = p[t * 4 + e];
+                if (x > a) b = a, a = x;
+                else if (x > b) b = x;
+            }
+            want += (double)a + b;
+        }
+        want /= 16;
+        CHECK(mt.m[i].sel_differ == 0 && mt.m[i].sel_outside == 0, "layer %d: differ %g outside %g", i, mt.m[i].sel_differ,
+              mt.m[i].sel_outside);
+        CHECK(NEAR(mt.m[i].sel_mass, 1, 1e-6), "layer %d: sel_mass %g", i, mt.m[i].sel_mass);
+        CHECK(NEAR(mt.m[i].sel_mass_abs, want, 1e-6) && want > 0.5, "layer %d: sel_mass_abs %g, top-2 mass %g", i,
+              mt.m[i].sel_mass_abs, want);
+    }
     metrics_free(&mt);
     model_free(&m);
 }
@@ -419,7 +477,9 @@ int main(void) {
     RUN(test_drop);
     RUN(test_single_expert);
     RUN(test_expert_sim);
+    RUN(test_selection);
     RUN(test_model_counts);
+    RUN(test_selection_topk);
     RUN(test_model_identical_experts);
     RUN(test_collect);
     RUN(test_json);

@@ -114,6 +114,34 @@ static void copy_initial_params(void) {
     memcpy(fx.m.params, fx.init_params, fx.m.table.total * sizeof(float));
 }
 
+/* Routers with state (MP-MoE counts and Sigma): the fixture's `<prefix>layers.<l>` F64
+ * tensors in the router's layout. install: into the model, with no pending statistics;
+ * else compare the model's state with them. Returns the number of layers seen. */
+static int router_state(const char *prefix, int install) {
+    int n = 0;
+    for (int l = 0; l < fx.m.cfg.n_layers; l++) {
+        RouterLayer *r = &fx.m.routers[l];
+        char name[64];
+        snprintf(name, sizeof name, "%slayers.%d", prefix, l);
+        if (!r->spec || r->state_len == 0 || !st_find(&fx.st, name)) continue;
+        double *buf = ml_malloc(r->state_len * sizeof(double));
+        if (st_read(&fx.st, name, "F64", 1, (int64_t[]){r->state_len}, buf) != 0) {
+            CHECK(0, "%s: %s", fx.name, ml_last_error());
+        } else if (install) {
+            memcpy(r->state, buf, r->state_len * sizeof(double));
+            if (r->pending) memset(r->pending, 0, r->pending_len * sizeof(double));
+        } else {
+            double worst = 0;
+            for (int i = 0; i < r->state_len; i++) worst = fmax(worst, fabs(r->state[i] - buf[i]) / fmax(fabs(buf[i]), 1e-3));
+            printf("  %-48s max_rel %.3e\n", name, worst);
+            CHECK(worst <= 1e-6, "%s: %s differs by %.3e", fx.name, name, worst);
+        }
+        free(buf);
+        n++;
+    }
+    return n;
+}
+
 /* Loads the file, builds config and model, installs the parameters and the batch. */
 static void test_load(void) {
     if (st_load(&fx.st, fx.path) != 0) {
@@ -177,6 +205,8 @@ static void test_load(void) {
           fx.m.table.n);
     CHECK(found == fx.m.table.n, "%s: installed %d of %d parameters", fx.name, found, fx.m.table.n);
     copy_initial_params();
+    int with_state = router_state("state.", 1);
+    if (with_state) printf("  router state of %d MoE blocks installed\n", with_state);
 
     fx.inputs = get_i32("inputs", (size_t)fx.BT);
     fx.targets = get_i32("targets", (size_t)fx.BT);
@@ -369,6 +399,7 @@ static void test_trajectory(void) {
         return;
     }
     copy_initial_params();
+    router_state("state.", 1); /* the forwards above added statistics */
     model_set_step(&fx.m, 0, fx.tc.steps);
     AdamW opt;
     adamw_init(&opt, fx.m.table.total);
@@ -386,6 +417,7 @@ static void test_trajectory(void) {
                norm[s], ref_norm[s]);
     }
     compare("traj.loss", loss, ref_loss, n, 0.0, TRAJ_TOL);
+    router_state("traj.state.", 0);
     compare("traj.grad_norm", norm, ref_norm, n, 0.0, NORM_TOL);
     adamw_free(&opt);
     free(loss);

@@ -3,6 +3,8 @@
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int cli_load_model_and_split(const char *ckpt, const char *data, const char *split, Model *m, TrainConfig *tc, Shard *s) {
     char path[4096];
@@ -28,4 +30,22 @@ void cli_warn_nonfinite(const char *ckpt, const Model *m) {
     if (bad)
         fprintf(stderr, "moelab: warning: %s holds %zu non-finite parameter values (NaN or Inf): the run diverged, "
                         "and what this model computes is meaningless\n", ckpt, bad);
+}
+
+int cli_router_opts(Model *m, const char *opts) {
+    if (strlen(opts) >= sizeof m->cfg.router_opts) return ml_fail("--router-opts is too long");
+    snprintf(m->cfg.router_opts, sizeof m->cfg.router_opts, "%s", opts);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        RouterLayer *r = &m->routers[l];
+        if (!r->spec) continue;
+        /* init resets the state (mpmoe: Sigma = I): keep what the checkpoint holds. */
+        double *saved = ml_malloc((r->state_len ? r->state_len : 1) * sizeof(double));
+        memcpy(saved, r->state, r->state_len * sizeof(double));
+        if (r->spec->free) r->spec->free(r);
+        int rc = r->spec->init(r);
+        memcpy(r->state, saved, r->state_len * sizeof(double));
+        free(saved);
+        if (rc) return -1;
+    }
+    return 0;
 }

@@ -17,11 +17,13 @@ static void usage(void) {
            "Routing metrics of CHECKPOINT (a run folder or a .safetensors file) on DIR/<split>.bin, per\n"
            "MoE layer: expert load, load_cv, maxvio, dead_frac, route_entropy, usage_entropy, drop_frac,\n"
            "experts-per-token histogram, co-occurrence (cooc, overlap), expert_sim on probe tokens,\n"
-           "domain_mi and the domain x expert counts. Definitions: docs/metrics.md.\n\n"
+           "domain_mi and the domain x expert counts, and how the chosen experts compare with the router's\n"
+           "own top-k by probability (sel_differ, sel_mass, sel_mass_abs, sel_outside). Definitions: docs/metrics.md.\n\n"
            "  --split S          val (default) or train\n"
            "  --batch B          sequences per batch (default 8)\n"
            "  --batches N        batches to cover (default 0: the whole split)\n"
            "  --mode M           eval (default: the training routing rule) or infer (causal per-token rule)\n"
+           "  --router-opts O    the router's options at evaluation (e.g. mpmoe eval_select=topk)\n"
            "  --probe-tokens N   tokens of each batch that every expert runs on, for expert_sim (default %d, 0: off)\n"
            "  --threads N        threads (default: all cores)\n"
            "  --out FILE         write the JSON there (atomically) and print a table; default: JSON on stdout\n",
@@ -37,7 +39,7 @@ static int parse_int(const char *flag, const char *v, int lo, int *out) {
 }
 
 typedef struct {
-    const char *ckpt, *data, *split, *mode, *out;
+    const char *ckpt, *data, *split, *mode, *out, *ropts;
     int batch, batches, probe, threads;
 } AnalyzeArgs;
 
@@ -70,8 +72,9 @@ static void cell(double v) {
 
 static void print_table(const Metrics *mt) {
     static const char *cols[] = {"load_cv", "maxvio", "dead_frac", "route_entropy", "usage_entropy", "drop_frac",
-                                 "overlap", "expert_sim", "domain_mi"};
-    static const char *heads[] = {"load_cv", "maxvio", "dead", "route_H", "usage_H", "drop", "overlap", "exp_sim", "dom_mi"};
+                                 "overlap", "expert_sim", "domain_mi", "sel_differ", "sel_mass", "sel_outside"};
+    static const char *heads[] = {"load_cv", "maxvio", "dead", "route_H", "usage_H", "drop", "overlap", "exp_sim", "dom_mi",
+                                  "sel_diff", "sel_mass", "sel_out"};
     int n = sizeof cols / sizeof cols[0];
     printf("layer");
     for (int c = 0; c < n; c++) printf(" %9s", heads[c]);
@@ -97,6 +100,7 @@ static int parse_args(int argc, char **argv, AnalyzeArgs *a, int *help) {
         if (strcmp(f, "--data") == 0 && v) a->data = argv[++i];
         else if (strcmp(f, "--split") == 0 && v) a->split = argv[++i];
         else if (strcmp(f, "--mode") == 0 && v) a->mode = argv[++i];
+        else if (strcmp(f, "--router-opts") == 0 && v) a->ropts = argv[++i];
         else if (strcmp(f, "--out") == 0 && v) a->out = argv[++i];
         else if (strcmp(f, "--batch") == 0) rc = parse_int(f, v, 1, &a->batch), i++;
         else if (strcmp(f, "--batches") == 0) rc = parse_int(f, v, 0, &a->batches), i++;
@@ -131,6 +135,7 @@ int cmd_analyze(int argc, char **argv) {
     set_threads(a.threads);
     if (rc == 0) rc = cli_load_model_and_split(a.ckpt, a.data, a.split, &m, &tc, &s);
     if (rc == 0) rc = sizes_check_run(&m.cfg, a.batch, m.cfg.seq_len, 0);
+    if (rc == 0 && a.ropts) rc = cli_router_opts(&m, a.ropts);
     if (rc == 0) {
         metrics_init(&mt, &m.cfg, s.n_domains, METRICS_FULL);
         mt.probe_tokens = a.probe;

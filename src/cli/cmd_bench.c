@@ -1,5 +1,6 @@
 /* moelab bench: training throughput of moelab and of the PyTorch mirror on the same
  * config and thread count, in one run, with MFU against this machine's measured sgemm peak. */
+#include "cli/bench_router.h"
 #include "cli/commands.h"
 #include "core/spawn.h"
 #include "core/util.h"
@@ -23,7 +24,8 @@ static void usage(void) {
            "Prints median tokens/s of both, their ratio, and MFU = FLOPs/s / measured cblas_sgemm peak,\n"
            "with FLOPs/token = 6 x active parameters + 6 x layers x d_model x seq_len (causal attention).\n"
            "--thread-split times moelab alone with every split of the cores between OpenMP loops and\n"
-           "the BLAS (both N, OpenMP 1 + BLAS N, OpenMP N + BLAS 1): --threads N uses both N.\n");
+           "the BLAS (both N, OpenMP 1 + BLAS N, OpenMP N + BLAS 1): --threads N uses both N.\n"
+           "moelab bench --router NAME times a router against topk: see moelab bench --router NAME --help.\n");
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -174,6 +176,8 @@ static int count_flag(const char *v, long max) {
 int cmd_bench(int argc, char **argv) {
     int threads = 0, steps = 10, warm = 2, mirror = 1, split = 0;
     const char *python = "/usr/bin/python3", *json = NULL;
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "--router") == 0) return bench_router(argc, argv);
     for (int i = 1; i < argc; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (cli_is_help(f)) {

@@ -11,7 +11,8 @@
 #include <string.h>
 
 static void usage(void) {
-    printf("usage: moelab eval CHECKPOINT --data DIR [--split val|train] [--batch B] [--batches N] [--mode eval|infer] [--threads N] [--json]\n\n"
+    printf("usage: moelab eval CHECKPOINT --data DIR [--split val|train] [--batch B] [--batches N] [--mode eval|infer] [--threads N] [--json]\n"
+           "                  [--router-opts KEY=VALUE,...]   (the router's options at evaluation, e.g. eval_select=topk)\n\n"
            "Mean loss (nats/token) and bits per byte of CHECKPOINT (a run folder or a .safetensors file)\n"
            "on DIR/<split>.bin, overall and per domain (when the data has several). --json prints one\n"
            "object: split, mode, loss, bpb, tokens, and domains: {name: {loss, bpb, tokens}}.\n"
@@ -61,7 +62,7 @@ static int print_json(const char *split, const char *mode, const EvalResult *ev)
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *ckpt = NULL, *data = NULL, *split = "val", *mode_s = "eval";
+    const char *ckpt = NULL, *data = NULL, *split = "val", *mode_s = "eval", *ropts = NULL;
     int batch = 8, batches = 0, threads = 0, json = 0, rc = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -73,6 +74,7 @@ int cmd_eval(int argc, char **argv) {
         else if (strcmp(f, "--data") == 0 && v) data = argv[++i];
         else if (strcmp(f, "--split") == 0 && v) split = argv[++i];
         else if (strcmp(f, "--mode") == 0 && v) mode_s = argv[++i];
+        else if (strcmp(f, "--router-opts") == 0 && v) ropts = argv[++i];
         else if (strcmp(f, "--batch") == 0) rc = parse_int(f, v, 1, &batch), i++;
         else if (strcmp(f, "--batches") == 0) rc = parse_int(f, v, 0, &batches), i++;
         else if (strcmp(f, "--threads") == 0) rc = parse_int(f, v, 0, &threads), i++;
@@ -94,6 +96,7 @@ int cmd_eval(int argc, char **argv) {
     memset(&meta, 0, sizeof meta);
     set_threads(threads);
     if (rc == 0) rc = cli_load_model_and_split(ckpt, data, split, &m, &tc, &s);
+    if (rc == 0 && ropts) rc = cli_router_opts(&m, ropts);
     if (rc == 0) rc = data_meta_load(&meta, data);
     if (rc == 0) rc = sizes_check_run(&m.cfg, batch, m.cfg.seq_len, 0);
     EvalResult ev;

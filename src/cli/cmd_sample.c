@@ -22,6 +22,7 @@ static void usage(void) {
            "  --temperature T    0 is greedy (default 0.8)\n"
            "  --top-p P          nucleus sampling mass in (0,1] (default 0.95)\n"
            "  --seed S           sampling seed (default 1)\n"
+           "  --router-opts O    the router's options for generation (e.g. mpmoe eval_select=topk)\n"
            "  --tokenizer FILE   BPE tokenizer (tokenizer.json) to encode the prompt and decode tokens\n"
            "  --data DIR         data folder: uses DIR/tokenizer.json when it exists\n");
 }
@@ -72,7 +73,7 @@ static int parse_num(const char *flag, const char *v, double lo, double hi, doub
 }
 
 int cmd_sample(int argc, char **argv) {
-    const char *ckpt = NULL, *prompt = "", *tok_path = NULL, *data_dir = NULL;
+    const char *ckpt = NULL, *prompt = "", *tok_path = NULL, *data_dir = NULL, *ropts = NULL;
     double n_tok = 200, temp = 0.8, top_p = 0.95, seed = 1;
     int rc = 0;
     for (int i = 1; i < argc && rc == 0; i++) {
@@ -84,6 +85,7 @@ int cmd_sample(int argc, char **argv) {
         if (strcmp(f, "--prompt") == 0 && v) prompt = argv[++i];
         else if (strcmp(f, "--tokenizer") == 0 && v) tok_path = argv[++i];
         else if (strcmp(f, "--data") == 0 && v) data_dir = argv[++i];
+        else if (strcmp(f, "--router-opts") == 0 && v) ropts = argv[++i];
         else if (strcmp(f, "--tokens") == 0) rc = parse_num(f, v, 1, 1 << 20, &n_tok), i++;
         else if (strcmp(f, "--temperature") == 0) rc = parse_num(f, v, 0, 100, &temp), i++;
         else if (strcmp(f, "--top-p") == 0) rc = parse_num(f, v, 1e-6, 1, &top_p), i++;
@@ -99,6 +101,7 @@ int cmd_sample(int argc, char **argv) {
     set_threads(1); /* one token at a time: threads only add synchronisation */
     if (rc == 0) rc = checkpoint_load_model(ckpt, &m, &tc);
     if (rc == 0) cli_warn_nonfinite(ckpt, &m);
+    if (rc == 0 && ropts) rc = cli_router_opts(&m, ropts);
     char data_tok[4096];
     if (!tok_path && data_dir) {
         snprintf(data_tok, sizeof data_tok, "%s/tokenizer.json", data_dir);

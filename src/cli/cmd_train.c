@@ -17,7 +17,10 @@ static void usage(void) {
            "  --config FILE       JSON config\n"
            "  --quiet             no progress line\n%s\nrouters:\n",
            config_flags_help());
-    for (const RouterSpec *const *r = router_all(); *r; r++) printf("  %-16s %s\n", (*r)->name, (*r)->summary);
+    for (const RouterSpec *const *r = router_all(); *r; r++) {
+        printf("  %-16s %s\n", (*r)->name, (*r)->summary);
+        router_opts_print(stdout, (*r)->options, "      --router-opts ");
+    }
 }
 
 int cmd_train(int argc, char **argv) {

@@ -34,6 +34,8 @@ static const struct {
     {"analyze", cmd_analyze, "routing metrics of a checkpoint on a data split"},
     {"compare", cmd_compare, "train routers x seeds on the same budget and tabulate them"},
     {"report", cmd_report, "a self-contained HTML report of run folders"},
+    {"route", cmd_route, "apply a router's selection to dumped router logits"},
+    {"export", cmd_export, "write a checkpoint as a GGUF file for llama.cpp"},
 };
 
 static void usage(FILE *f) {

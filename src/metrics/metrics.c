@@ -12,6 +12,7 @@ const MetricField METRIC_FIELDS[] = {
     F(load_cv, 0),       F(maxvio, 0),    F(dead_frac, 0),        F(route_entropy, 0),
     F(usage_entropy, 0), F(drop_frac, 0), F(zero_expert_frac, 0), F(experts_per_token, 0),
     F(overlap, 1),       F(expert_sim, 1), F(domain_mi, 1),
+    F(sel_differ, 1),    F(sel_mass, 1),  F(sel_mass_abs, 1),     F(sel_outside, 1),
 };
 #undef F
 const int N_METRIC_FIELDS = sizeof METRIC_FIELDS / sizeof METRIC_FIELDS[0];
@@ -25,6 +26,7 @@ static void stats_alloc(LayerStats *s, int layer, int E, int n_domains, int full
     s->ept = ml_calloc(E + 1, sizeof(long));
     if (!full) return;
     s->cooc = ml_calloc((size_t)E * E, sizeof(double));
+    s->sel_top = ml_calloc(E, sizeof(float));
     if (n_domains > 0) {
         s->dom_w = ml_calloc((size_t)n_domains * E, sizeof(double));
         s->dom_load = ml_calloc((size_t)n_domains * E, sizeof(double));
@@ -33,7 +35,7 @@ static void stats_alloc(LayerStats *s, int layer, int E, int n_domains, int full
 }
 
 static void stats_free(LayerStats *s) {
-    void *bufs[] = {s->load, s->ept, s->cooc, s->dom_w, s->dom_load, s->dom_tok};
+    void *bufs[] = {s->load, s->ept, s->cooc, s->dom_w, s->dom_load, s->dom_tok, s->sel_top};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     memset(s, 0, sizeof *s);
 }
@@ -50,6 +52,8 @@ static void stats_reset(LayerStats *s) {
     }
     s->tokens = s->pairs = s->short_slots = s->ent_tokens = s->sim_n = 0;
     s->ent_sum = s->sim_sum = 0.0;
+    s->sel_tokens = s->sel_differ = s->sel_picks = s->sel_outside = 0;
+    s->sel_mass_sum = s->sel_mass_abs_sum = 0.0;
 }
 
 void metrics_init(Metrics *mt, const ModelConfig *cfg, int n_domains, int full) {
@@ -93,6 +97,37 @@ static double row_entropy(const float *p, int E) {
     return h;
 }
 
+/* How token t's chosen experts compare with the n experts of largest probability,
+ * n = |S_t|. A pick is outside the top n when n experts have a strictly larger p,
+ * so ties at the boundary never count as a difference. top[E] is scratch. */
+static void add_selection(LayerStats *s, const float *p, const int *expert, const int *pairs, int a, int n, float *top) {
+    int E = s->E, outside = 0;
+    double mass = 0.0, top_mass = 0.0;
+    for (int i = 0; i < n; i++) {
+        float pc = p[expert[pairs ? pairs[i] : a + i]];
+        int above = 0;
+        for (int e = 0; e < E; e++) above += p[e] > pc;
+        outside += above >= n;
+        mass += pc;
+    }
+    int m = 0; /* the n largest values, descending, by insertion */
+    for (int e = 0; e < E; e++) {
+        int j = m < n ? m++ : n;
+        while (j > 0 && p[e] > top[j - 1]) {
+            if (j < n) top[j] = top[j - 1];
+            j--;
+        }
+        if (j < n) top[j] = p[e];
+    }
+    for (int i = 0; i < n; i++) top_mass += top[i];
+    s->sel_tokens++;
+    s->sel_picks += n;
+    s->sel_outside += outside;
+    s->sel_differ += outside > 0;
+    s->sel_mass_abs_sum += mass;
+    s->sel_mass_sum += top_mass > 0.0 ? mass / top_mass : 1.0; /* all-zero p: nothing to miss */
+}
+
 void metrics_add_layer(LayerStats *s, int full, int k, int T, const int *tok_start, const int *tok_pairs,
                        const int *expert, const float *probs, const int32_t *domains) {
     int E = s->E;
@@ -115,6 +150,7 @@ void metrics_add_layer(LayerStats *s, int full, int k, int T, const int *tok_sta
         if (!full) continue;
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++) s->cooc[(size_t)EXPERT(i) * E + EXPERT(j)] += 1.0;
+        if (probs && n > 0) add_selection(s, probs + (size_t)t * E, expert, pairs, a, n, s->sel_top);
         if (s->dom_w && d < s->n_domains) {
             s->dom_tok[d] += 1.0;
             for (int i = 0; i < n; i++) {
@@ -219,6 +255,12 @@ static void finish_layer(const LayerStats *s, int k, LayerMetrics *o) {
     o->experts_per_token = (double)s->pairs / s->tokens;
     o->overlap = overlap(s);
     o->domain_mi = domain_mi(s);
+    if (s->sel_tokens) {
+        o->sel_differ = (double)s->sel_differ / s->sel_tokens;
+        o->sel_mass = s->sel_mass_sum / s->sel_tokens;
+        o->sel_mass_abs = s->sel_mass_abs_sum / s->sel_tokens;
+        o->sel_outside = (double)s->sel_outside / s->sel_picks;
+    }
 }
 
 void metrics_finish(Metrics *mt) {

@@ -35,6 +35,10 @@ typedef struct {
     double *dom_tok;    /* [n_domains] tokens */
     double sim_sum;     /* sum of cosines over (probe token, expert pair) */
     long sim_n;
+    /* selection against the router's own top-n_t (full accumulators, tokens with probs and n_t > 0) */
+    long sel_tokens, sel_differ, sel_picks, sel_outside;
+    double sel_mass_sum, sel_mass_abs_sum;
+    float *sel_top;     /* [E] scratch: a token's largest probabilities */
 } LayerStats;
 
 /* One layer's metrics; NaN where undefined (written as JSON null). */
@@ -43,6 +47,7 @@ typedef struct {
     double load_cv, maxvio, dead_frac, route_entropy, usage_entropy;
     double drop_frac, zero_expert_frac, experts_per_token;
     double overlap, expert_sim, domain_mi; /* full accumulators only */
+    double sel_differ, sel_mass, sel_mass_abs, sel_outside; /* full only: chosen set vs top-n_t by p */
 } LayerMetrics;
 
 /* The scalar metrics by name: which LayerMetrics member, and whether it needs a

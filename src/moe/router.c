@@ -28,6 +28,38 @@ void router_linear_softmax(const float *x, const float *w, int T, int D, int E, 
     softmax_rows(probs, logits, T, E);
 }
 
+void router_select_topk(const float *p, int E, int k, int *idx) {
+    for (int j = 0; j < k; j++) idx[j] = -1;
+    for (int e = 0; e < E; e++) {
+        int j = k;
+        while (j > 0 && (idx[j - 1] < 0 || p[e] > p[idx[j - 1]])) j--;
+        if (j == k) continue;
+        memmove(idx + j + 1, idx + j, (k - j - 1) * sizeof(int));
+        idx[j] = e;
+    }
+}
+
+void router_prob_gates_backward(float *dprobs, const float *probs, const Routing *rt, const float *dgate, int T, int E,
+                                int k, int renorm) {
+    for (int t = 0; t < T; t++) {
+        const float *p = probs + (size_t)t * E;
+        float *dp = dprobs + (size_t)t * E;
+        const int *idx = rt->expert + (size_t)t * k;
+        const float *g = rt->gate + (size_t)t * k, *dg = dgate + (size_t)t * k;
+        if (!renorm) {
+            for (int j = 0; j < k; j++) dp[idx[j]] += dg[j];
+            continue;
+        }
+        /* g_i = p_i / S over the chosen set: dp_i = (dg_i - sum_j g_j dg_j) / S */
+        float sum = 0.0f, dot = 0.0f;
+        for (int j = 0; j < k; j++) {
+            sum += p[idx[j]];
+            dot += g[j] * dg[j];
+        }
+        for (int j = 0; j < k; j++) dp[idx[j]] += (dg[j] - dot) / sum;
+    }
+}
+
 float router_switch_aux(const float *probs, const int *counts, int T, int E, int k) {
     if (T == 0) return 0.0f;
     double aux = 0.0;
@@ -80,21 +112,4 @@ void router_softmax_backward(float *dlogits, const float *probs, const float *dp
 
 void router_linear_backward(const float *x, const float *w, const float *dlogits, int T, int D, int E, float *dw, float *dx) {
     matmul_backward(dx, dw, dlogits, x, w, T, D, E);
-}
-
-int router_parse_opts(const char *opts, int (*fn)(void *ctx, const char *key, const char *value), void *ctx) {
-    if (!opts || !*opts) return 0;
-    char *copy = ml_strdup(opts), *save = NULL;
-    int rc = 0;
-    for (char *tok = strtok_r(copy, ",", &save); tok && rc == 0; tok = strtok_r(NULL, ",", &save)) {
-        char *eq = strchr(tok, '=');
-        if (!eq || eq == tok || !eq[1]) {
-            rc = ml_fail("router option '%s' is not key=value", tok);
-            break;
-        }
-        *eq = 0;
-        rc = fn(ctx, tok, eq + 1);
-    }
-    free(copy);
-    return rc;
 }

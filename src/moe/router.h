@@ -11,6 +11,7 @@
 #ifndef MOELAB_ROUTER_H
 #define MOELAB_ROUTER_H
 #include "model/config.h"
+#include "moe/router_opts.h"
 #include <stddef.h>
 
 typedef enum {
@@ -34,6 +35,14 @@ typedef struct {
     float value;      /* unscaled: for "aux", 1.0 means balanced */
     float coef;       /* weight in the training loss */
 } RouterLoss;
+
+/* A named input tensor handed to a router outside training (`moelab route`), as doubles. */
+typedef struct {
+    const char *name;
+    int ndim;
+    long shape[2];
+    const double *data;
+} RouterTensor;
 
 typedef struct RouterSpec RouterSpec;
 typedef struct {
@@ -59,9 +68,13 @@ typedef struct {
 
 struct RouterSpec {
     const char *name, *summary;
+    const RouterOption *options; /* its --router-opts, {0}-terminated, or NULL for none */
     int (*param_rows)(const ModelConfig *m); /* rows of the learned weight; 0 = fixed scoring */
     int (*state_len)(const ModelConfig *m);  /* persistent doubles per layer */
-    int (*init)(RouterLayer *r);              /* parse cfg->router_opts, allocate priv; -1 with ml_fail */
+    /* Parses cfg->router_opts, allocates priv (and pending); -1 with ml_fail. Leaves state
+     * as it is: it may hold a loaded checkpoint's, and eval/sample/analyze --router-opts
+     * re-make routers (free, init) on a loaded model. */
+    int (*init)(RouterLayer *r);
     void (*free)(RouterLayer *r);
     /* x [T, D], w [rows, D] or NULL. Fills rt and r->losses. */
     void (*forward)(RouterLayer *r, const float *x, const float *w, int T, Routing *rt);
@@ -71,6 +84,13 @@ struct RouterSpec {
     void (*backward)(RouterLayer *r, const float *x, const float *w, int T, const Routing *rt, const float *dgate,
                      float scale, float *dw, float *dx);
     void (*after_step)(RouterLayer *r); /* optional, after each optimizer step */
+    /* Optional, for routers whose selection depends on state (counts, a covariance,
+     * biases): sets that state from named tensors read from a file, so `moelab route`
+     * can apply the router to dumped logits. Every router with a learned linear scorer
+     * (param_rows == E) runs under `route` through forward() with an identity weight;
+     * this entry only supplies its state. Refuses (-1 with ml_fail) a missing or
+     * mis-shaped tensor naming it; ignores names it does not use. */
+    int (*load_inputs)(RouterLayer *r, const RouterTensor *in, int n_in);
 };
 
 const RouterSpec *router_find(const char *name);
@@ -80,6 +100,12 @@ const RouterSpec *const *router_all(void);
 /* Shared helpers for routers with a linear softmax scorer. */
 /* logits[T,E] = x w^T; probs = softmax(logits) */
 void router_linear_softmax(const float *x, const float *w, int T, int D, int E, float *logits, float *probs);
+/* The k largest entries of p[E] in descending order; ties go to the lower index. */
+void router_select_topk(const float *p, int E, int k, int *idx);
+/* Gates that are the probabilities at each token's k chosen experts (pairs t*k..t*k+k-1),
+ * renormalised over them or not: adds dL/dprobs for dgate into dprobs. */
+void router_prob_gates_backward(float *dprobs, const float *probs, const Routing *rt, const float *dgate, int T, int E,
+                                int k, int renorm);
 /* Switch aux loss: E * sum_e f_e P_e with f_e = count_e/(T k), P_e = mean prob. Returns the unscaled value. */
 float router_switch_aux(const float *probs, const int *counts, int T, int E, int k);
 /* Adds coef*scale * d(aux)/d(probs) into dprobs. */
@@ -92,7 +118,5 @@ void router_z_loss_backward(float *dlogits, const float *probs, const float *lse
 void router_softmax_backward(float *dlogits, const float *probs, const float *dprobs, int T, int E);
 /* dw += dlogits^T x, dx += dlogits w. */
 void router_linear_backward(const float *x, const float *w, const float *dlogits, int T, int D, int E, float *dw, float *dx);
-/* Parses "key=value,key=value": calls fn for each pair; fn returns -1 (ml_fail) for an unknown key. */
-int router_parse_opts(const char *opts, int (*fn)(void *ctx, const char *key, const char *value), void *ctx);
 
 #endif

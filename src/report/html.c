@@ -215,7 +215,8 @@ static int results_section(Str *b, const RunSet *s, const Table *t) {
     for (int i = 0; i < s->n_runs; i++) unfinished += !s->runs[i].finished;
     note(b, "Mean ± standard deviation over seeds; Δ bpb is each run's validation bits per byte minus the first "
             "variant's with the same seed. Bold: the lowest mean. Routing in training: the last evaluation for "
-            "overlap, expert_sim and domain_mi, else the mean of the last 10 logged steps. Speeds compare runs "
+            "overlap, expert_sim, domain_mi and the sel_* selection metrics (chosen experts against the router's "
+            "own top-k), else the mean of the last 10 logged steps. Speeds compare runs "
             "made on the same machine with the same threads only.");
     if (unfinished) {
         char msg[160];

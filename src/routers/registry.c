@@ -3,9 +3,11 @@
 #include <string.h>
 
 extern const RouterSpec router_topk;
+extern const RouterSpec router_mpmoe;
 
 static const RouterSpec *const ROUTERS[] = {
     &router_topk,
+    &router_mpmoe,
     NULL,
 };
 

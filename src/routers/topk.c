@@ -16,14 +16,9 @@ typedef struct {
 static int topk_rows(const ModelConfig *m) { return m->n_experts; }
 static int topk_state_len(const ModelConfig *m) { (void)m; return 0; }
 
-static int no_options(void *ctx, const char *key, const char *value) {
-    (void)ctx;
-    (void)value;
-    return ml_fail("router topk has no option '%s' (use --renorm, --aux-coef, --z-coef)", key);
-}
-
 static int topk_init(RouterLayer *r) {
-    if (router_parse_opts(r->cfg->router_opts, no_options, NULL)) return -1;
+    /* Its settings are model flags (--renorm, --aux-coef, --z-coef), shared with other routers. */
+    if (router_opts_parse("topk", NULL, r->cfg->router_opts, NULL)) return -1;
     TopkScratch *s = ml_calloc(1, sizeof *s);
     s->counts = ml_calloc(r->E, sizeof(int));
     r->priv = s;
@@ -54,18 +49,6 @@ static void reserve(TopkScratch *s, int T, int E) {
     s->cap_tokens = T;
 }
 
-/* The k largest entries of p[E] in descending order; ties go to the lower index. */
-static void select_topk(const float *p, int E, int k, int *idx) {
-    for (int j = 0; j < k; j++) idx[j] = -1;
-    for (int e = 0; e < E; e++) {
-        int j = k;
-        while (j > 0 && (idx[j - 1] < 0 || p[e] > p[idx[j - 1]])) j--;
-        if (j == k) continue;
-        memmove(idx + j + 1, idx + j, (k - j - 1) * sizeof(int));
-        idx[j] = e;
-    }
-}
-
 static void topk_forward(RouterLayer *r, const float *x, const float *w, int T, Routing *rt) {
     TopkScratch *s = r->priv;
     int E = r->E, k = r->k;
@@ -78,7 +61,7 @@ static void topk_forward(RouterLayer *r, const float *x, const float *w, int T, 
     for (int t = 0; t < T; t++) {
         const float *p = s->probs + (size_t)t * E;
         int *idx = rt->expert + (size_t)t * k;
-        select_topk(p, E, k, idx);
+        router_select_topk(p, E, k, idx);
         float sum = 0.0f;
         for (int j = 0; j < k; j++) sum += p[idx[j]];
         for (int j = 0; j < k; j++) {
@@ -100,23 +83,7 @@ static void topk_backward(RouterLayer *r, const float *x, const float *w, int T,
     int E = r->E, k = r->k;
     memset(s->dprobs, 0, (size_t)T * E * sizeof(float));
     memset(s->dlogits, 0, (size_t)T * E * sizeof(float));
-    for (int t = 0; t < T; t++) {
-        const float *p = s->probs + (size_t)t * E;
-        float *dp = s->dprobs + (size_t)t * E;
-        const int *idx = rt->expert + (size_t)t * k;
-        const float *g = rt->gate + (size_t)t * k, *dg = dgate + (size_t)t * k;
-        if (!r->cfg->renorm) {
-            for (int j = 0; j < k; j++) dp[idx[j]] += dg[j];
-            continue;
-        }
-        /* g_i = p_i / S over the chosen set: dp_i = (dg_i - sum_j g_j dg_j) / S */
-        float sum = 0.0f, dot = 0.0f;
-        for (int j = 0; j < k; j++) {
-            sum += p[idx[j]];
-            dot += g[j] * dg[j];
-        }
-        for (int j = 0; j < k; j++) dp[idx[j]] += (dg[j] - dot) / sum;
-    }
+    router_prob_gates_backward(s->dprobs, s->probs, rt, dgate, T, E, k, r->cfg->renorm);
     router_switch_aux_backward(s->dprobs, s->counts, T, E, k, r->cfg->aux_coef * scale);
     router_softmax_backward(s->dlogits, s->probs, s->dprobs, T, E);
     router_z_loss_backward(s->dlogits, s->probs, s->lse, T, E, r->cfg->z_coef * scale);

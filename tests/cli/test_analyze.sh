@@ -13,7 +13,7 @@ PY=${PYTHON:-/usr/bin/python3}
 have_py() { [ -x "$PY" ] && "$PY" -c 'import json' 2>/dev/null; }
 TINY=(--layers 2 --d-model 32 --heads 2 --seq-len 32 --batch 4 --experts 4 --topk 2 --d-expert 32 --threads 1 --quiet)
 CHEAP="load_cv maxvio dead_frac route_entropy usage_entropy drop_frac"
-EXPENSIVE="overlap expert_sim domain_mi"
+EXPENSIVE="overlap expert_sim domain_mi sel_differ sel_mass sel_mass_abs sel_outside"
 
 # ------------------------------------------------------------------ data: two domains
 
@@ -133,6 +133,9 @@ for l in d["layers"]:
     assert len(l["domain_load"]) == nd and sum(map(sum, l["domain_load"])) == sum(l["load"])
     assert sum(l["domain_tokens"]) == l["tokens"]
     assert -1 <= l["expert_sim"] <= 1 and l["overlap"] > 0
+    # topk picks its own top-k: no difference, all of the top-k mass
+    assert l["sel_differ"] == 0 and l["sel_outside"] == 0 and abs(l["sel_mass"] - 1) < 1e-5, l
+    assert 0.5 <= l["sel_mass_abs"] <= 1 + 1e-5, l["sel_mass_abs"]
 assert d["tokens"] == d["layers"][0]["tokens"] > 0
 EOF
 }

@@ -8,6 +8,7 @@ AdamW trajectory on that batch. Routing is checked to have no near-ties so the t
 choices are the same in fp32 and fp64.
 """
 import argparse
+import copy
 import json
 import os
 import struct
@@ -22,6 +23,10 @@ import mirror  # noqa: E402
 GAP_INIT = 1e-4   # min gap between the k-th and (k+1)-th probability at the initial params
 GAP_TRAJ = 2e-5   # same, at every step of the trajectory
 TRAJ_STEPS = 10
+ROUTER_SCALE = 15.0  # mpmoe fixtures: router weights times this
+STAT_BATCHES = 4     # mpmoe fixtures: batches whose routing makes the initial counts
+MARGIN_INIT = 1e-4   # mpmoe: min relative gap between the best and second-best greedy gain
+MARGIN_TRAJ = 2e-5
 
 
 def f32(v):
@@ -33,7 +38,8 @@ def f32(v):
 # minimal safetensors writer
 
 
-_DTYPES = {np.dtype("<f4"): "F32", np.dtype("<i4"): "I32", np.dtype("<f8"): "F64", np.dtype("<i8"): "I64"}
+_DTYPES = {np.dtype("<f4"): "F32", np.dtype("<i4"): "I32", np.dtype("<f8"): "F64", np.dtype("<i8"): "I64",
+           np.dtype("u1"): "U8"}
 
 
 def save_safetensors(path, tensors, metadata):
@@ -79,19 +85,41 @@ def f32_round_(params):
             p.copy_(p.to(torch.float32).to(torch.float64))
 
 
+def mpmoe_state(params, cfg, B, gen):
+    """An MpmoeState with real co-occurrence statistics: the routing of the initial model
+    (top-k under the first Sigma = I, the greedy after) on STAT_BATCHES random batches,
+    folded step by step as training would."""
+    ms = mirror.MpmoeState(cfg)
+    with torch.no_grad():
+        for s in range(STAT_BATCHES):
+            x = torch.randint(0, cfg.vocab, (B, cfg.seq_len), generator=gen)
+            mirror.forward(params, cfg, x, None, mstate=ms, train=True)
+            ms.after_step(s + 1)
+    ms.step, ms.min_margin = 0, float("inf")
+    return ms
+
+
 def build(cfg, tc, B, seed):
     """One attempt: returns the fixture contents or None when routing has near-ties."""
     gen = torch.Generator().manual_seed(seed)
     params = mirror.init_params(cfg, dtype=torch.float64, generator=gen, std=0.02, norm_noise=0.1)
+    ms = None
+    if cfg.router == "mpmoe":
+        with torch.no_grad():  # peaky routers: selections with structure, and clear of ties
+            for l in cfg.moe_layers:
+                params[f"layers.{l}.moe.router.weight"].mul_(ROUTER_SCALE)
     f32_round_(params)  # the reference uses exactly the F32 values stored in the file
+    if cfg.router == "mpmoe":
+        ms = mpmoe_state(params, cfg, B, gen)
+        init_state = copy.deepcopy(ms)
     T, V = cfg.seq_len, cfg.vocab
     inputs = torch.randint(0, V, (B, T), generator=gen)
     targets = torch.randint(0, V, (B, T), generator=gen)
 
     init = {n: p.detach().clone() for n, p in params.items()}
-    out = mirror.forward(params, cfg, inputs, targets, details=True)
-    gap0 = min_gap(out["routes"], cfg.topk, cfg.experts)
-    if gap0 < GAP_INIT:
+    out = mirror.forward(params, cfg, inputs, targets, details=True, mstate=ms)
+    gap0 = min_gap(out["routes"], cfg.topk, cfg.experts) if ms is None else ms.min_margin
+    if gap0 < (GAP_INIT if ms is None else MARGIN_INIT):
         return None, f"initial gap {gap0:.2e}"
     for p in params.values():
         p.grad = None
@@ -101,27 +129,39 @@ def build(cfg, tc, B, seed):
     # trajectory: TRAJ_STEPS AdamW steps on the same batch
     opt = mirror.make_optimizer(params, tc, foreach=False)
     traj_loss, traj_norm, gaps = [], [], []
+    if ms is not None:
+        ms = copy.deepcopy(init_state)
+        ms.total = tc.steps
     plist = list(params.values())
     for s in range(TRAJ_STEPS):
         for p in plist:
             p.grad = None
-        o = mirror.forward(params, cfg, inputs, targets, details=True)
-        gaps.append(min_gap(o["routes"], cfg.topk, cfg.experts))
+        if ms is not None:
+            ms.min_margin = float("inf")
+        o = mirror.forward(params, cfg, inputs, targets, details=True, mstate=ms)
+        gaps.append(min_gap(o["routes"], cfg.topk, cfg.experts) if ms is None else ms.min_margin)
         o["total"].backward()
         norm = torch.nn.utils.clip_grad_norm_(plist, tc.grad_clip) if tc.grad_clip > 0 else None
         lr = mirror.lr_at(s, tc.steps, tc.warmup, tc.lr, tc.min_lr_frac)
         for grp in opt.param_groups:
             grp["lr"] = lr
         opt.step()
+        if ms is not None:
+            ms.after_step(s + 1)
         traj_loss.append(float(o["ce"]))
         traj_norm.append(float(norm))
-    if min(gaps) < GAP_TRAJ:
+    if min(gaps) < (GAP_TRAJ if ms is None else MARGIN_TRAJ):
         return None, f"trajectory gap {min(gaps):.2e} at step {gaps.index(min(gaps))}"
 
     BT = B * T
     tensors = []
     for n, p in init.items():
         tensors.append(("param." + n, p.numpy().astype(np.float32)))
+    if ms is not None:
+        for l in cfg.moe_layers:
+            tensors.append((f"state.layers.{l}", init_state.flat(l).numpy()))
+        for l in cfg.moe_layers:
+            tensors.append((f"traj.state.layers.{l}", ms.flat(l).numpy()))
     tensors.append(("inputs", inputs.numpy().astype(np.int32)))
     tensors.append(("targets", targets.numpy().astype(np.int32)))
     tensors.append(("logits", out["logits"].detach().reshape(BT, V).numpy().astype(np.float32)))
@@ -184,7 +224,70 @@ FIXTURES = {
     "parity_dense": (dict(layers=2, d_model=16, heads=2, seq_len=8, vocab=32, experts=1, topk=1, d_expert=16,
                           shared=0, dense_layers=1, d_dense=24, renorm=1, tie_embeddings=0, aux_coef=0.01,
                           z_coef=0.001), 2, 4),
+    # MP-MoE with real co-occurrence statistics: the default options with a short half-life,
+    # and the published behaviour with a warm-up that ends inside the 10-step trajectory.
+    "parity_mpmoe": (dict(layers=2, d_model=32, heads=4, seq_len=8, vocab=64, experts=8, topk=3, d_expert=8,
+                          shared=1, dense_layers=0, renorm=1, tie_embeddings=0, aux_coef=0.01, z_coef=0.001,
+                          router="mpmoe", router_opts="warmup=0,decay=3"), 4, 5),
+    "parity_mpmoe_ref": (dict(layers=3, d_model=16, heads=2, seq_len=8, vocab=32, experts=6, topk=2, d_expert=8,
+                              shared=0, dense_layers=1, renorm=1, tie_embeddings=1, aux_coef=0.01, z_coef=0.001,
+                              router="mpmoe", router_opts="reference=1,warmup=0.3"), 4, 6),
 }
+
+
+def make_route(out_dir, seed=7, T=256, E=16, k=4, G=5):
+    """route_mpmoe.safetensors: logits of clustered tokens and the co-occurrence counts of
+    top-k routing of 5000 more, with the masks `moelab route` must reproduce: the published
+    selector (otep_batched, reference conditioning), moelab's default, and top-k."""
+    for attempt in range(100):
+        gen = torch.Generator().manual_seed(seed + attempt)
+        centre = 1.5 * torch.randn(G, E, dtype=torch.float64, generator=gen)
+
+        def draw(n):
+            g = torch.randint(0, G, (n,), generator=gen)
+            return (centre[g] + torch.randn(n, E, dtype=torch.float64, generator=gen)).float()
+
+        stats = torch.softmax(draw(5000).double(), -1)
+        sel = torch.sort(stats, dim=-1, descending=True, stable=True)[1][:, :k]
+        R = torch.zeros(5000, E, dtype=torch.float64)
+        R[torch.arange(5000)[:, None], sel] = 1.0
+        C, u, N = R.t() @ R, R.sum(0), 5000.0
+        logits = draw(T)
+        p = torch.softmax(logits.double(), -1)  # from the F32 logits, as the file holds them
+        S_ref, eps_ref = mirror.sigma_build(C, u, N, 0.0)
+        S_def, eps_def = mirror.sigma_build(C, u, N, mirror.MPMOE_DEFAULTS["ridge"])
+        ref = mirror.otep_batched(p, S_ref, k, eps_ref)
+        piv, m1 = mirror.greedy_pivoted(p, S_ref, k, eps_ref)
+        piv_mask = torch.zeros(T, E, dtype=torch.bool)
+        piv_mask[torch.arange(T)[:, None], piv] = True
+        if not torch.equal(piv_mask, ref):
+            raise SystemExit("route fixture: the pivoted greedy and otep_batched disagree")
+        dsel, m2 = mirror.greedy_pivoted(p, S_def, k, eps_def)
+        if min(m1, m2) < MARGIN_INIT:
+            print(f"route fixture: attempt {attempt} has a near tie ({min(m1, m2):.2e}), reseeding", file=sys.stderr)
+            continue
+        dmask = torch.zeros(T, E, dtype=torch.bool)
+        dmask[torch.arange(T)[:, None], dsel] = True
+        tsel = torch.sort(p, dim=-1, descending=True, stable=True)[1][:, :k]
+        tmask = torch.zeros(T, E, dtype=torch.bool)
+        tmask[torch.arange(T)[:, None], tsel] = True
+        gates = torch.where(dmask, p, torch.zeros_like(p))
+        gates = gates / gates.sum(-1, keepdim=True)
+        break
+    else:
+        raise SystemExit("route fixture: no seed without near ties")
+    tensors = [("logits", logits.numpy().astype(np.float32)), ("cooc", C.numpy()), ("usage", u.numpy()),
+               ("count", np.array([N])), ("ref_mask", ref.numpy().astype(np.uint8)),
+               ("default_mask", dmask.numpy().astype(np.uint8)), ("default_gates", gates.numpy().astype(np.float32)),
+               ("topk_mask", tmask.numpy().astype(np.uint8))]
+    path = os.path.join(out_dir, "route_mpmoe.safetensors")
+    meta = {"format": "moelab-route-1", "topk": str(k),
+            "generator": "tests/mirror/make_fixtures.py (float64 reference, torch " + torch.__version__ + ")"}
+    size = save_safetensors(path, tensors, meta)
+    off_ref = int((ref != tmask).any(1).sum())
+    off_def = int((dmask != tmask).any(1).sum())
+    print(f"{path}: {size} bytes, T={T} E={E} k={k}; tokens off top-k: reference {off_ref}, default {off_def}; "
+          f"min margin {min(m1, m2):.2e}")
 
 
 def main():
@@ -199,6 +302,8 @@ def main():
         if only and name not in only:
             continue
         make(args.out, name, model_kw, TRAIN, B, seed)
+    if not only or "route_mpmoe" in only:
+        make_route(args.out)
 
 
 if __name__ == "__main__":

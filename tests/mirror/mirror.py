@@ -187,6 +187,188 @@ def topk_router(xn, w_router, cfg):
     return sel, g, {"aux": aux, "z": z}, probs
 
 
+# ---------------------------------------------------------------------------------------
+# MP-MoE (docs/mpmoe.md): options, Sigma from counts, the greedy in two independent forms
+
+
+MPMOE_DEFAULTS = {"warmup": 0.01, "sigma_every": 1, "decay": 100.0, "ridge": 0.01, "eval_select": "greedy",
+                  "reference": 0}
+EPS_REF = 1e-12
+
+
+def mpmoe_opts(text):
+    o = dict(MPMOE_DEFAULTS)
+    for kv in filter(None, text.split(",")):
+        k, v = kv.split("=")
+        o[k] = v if k == "eval_select" else type(MPMOE_DEFAULTS[k])(float(v))
+    if o["reference"]:
+        o["decay"], o["ridge"] = 0.0, 0.0
+    return o
+
+
+def sigma_build(C, u, N, ridge):
+    """(Sigma, eps) as the router conditions it; float64. N <= 0 gives the identity."""
+    E = u.shape[0]
+    if N <= 0:
+        return torch.eye(E, dtype=torch.float64), EPS_REF
+    S = C / N - torch.outer(u, u) / (N * N)
+    d = S.diagonal().clamp_min(0.0)
+    add = ridge * float(d.mean())
+    eps = max(add, EPS_REF)
+    S = S.clone()
+    S.diagonal().copy_((d + add).clamp_min(EPS_REF))
+    return S, eps
+
+
+@torch.no_grad()
+def greedy_pivoted(p, Sigma, k, eps):
+    """moelab's recursion, batched: returns (sel [T,k] in pick order, min relative margin
+    between the best and second-best gain of any round)."""
+    T, E = p.shape
+    d = Sigma.diagonal().expand(T, E).clone()   # conditional variances, clamped where used
+    a = torch.zeros_like(p)                      # p_j predicted from the chosen set
+    C = p.new_zeros(T, k, E)
+    mask = torch.zeros(T, E, dtype=torch.bool)
+    rows = torch.arange(T)
+    sel = torch.zeros(T, k, dtype=torch.long)
+    margin = float("inf")
+    for t in range(k):
+        gain = ((p - a) ** 2 / d.clamp_min(eps)).masked_fill(mask, float("-inf"))
+        top2 = torch.topk(gain, min(2, E - t), dim=1).values
+        if top2.shape[1] > 1:
+            margin = min(margin, float(((top2[:, 0] - top2[:, 1]) / top2[:, 0].abs()).min()))
+        j = gain.argmax(1)  # first maximum: lowest index
+        sel[:, t] = j
+        mask[rows, j] = True
+        rj = d[rows, j].clamp_min(eps).rsqrt()
+        zt = (p[rows, j] - a[rows, j]) * rj
+        num = Sigma[j]
+        if t > 0:
+            num = num - torch.einsum("tm,tme->te", C[rows, :t, j], C[:, :t, :])
+        ct = num * rj[:, None]
+        C[:, t, :] = ct
+        d = d - ct ** 2
+        a = a + ct * zt[:, None]
+    return sel, margin
+
+
+@torch.no_grad()
+def otep_batched(p, Sigma, k, eps=EPS_REF):
+    """The published selector as its code runs it (per token: R = L_S^-1, z = R p_S; each
+    round alpha = R Sigma[S, j], s = max(Sigma_jj - |alpha|^2, eps), delta = p_j - alpha.z,
+    score = |z|^2 + delta^2/s; append [-r alpha^T R, r] to R). Returns a [T, E] bool mask."""
+    T, E = p.shape
+    diag = Sigma.diagonal().clamp_min(eps)
+    rows = torch.arange(T)
+    j0 = (p ** 2 / diag).argmax(1)
+    S = j0[:, None]
+    R = (1.0 / diag[j0].sqrt())[:, None, None]          # [T, 1, 1]
+    z = (p[rows, j0] / diag[j0].sqrt())[:, None]         # [T, 1]
+    mask = torch.zeros(T, E, dtype=torch.bool)
+    mask[rows, j0] = True
+    for t in range(1, k):
+        beta = Sigma[S]                                  # [T, t, E]
+        alpha = torch.bmm(R, beta)                       # [T, t, E]
+        s = (Sigma.diagonal()[None, :] - (alpha ** 2).sum(1)).clamp_min(eps)
+        delta = p - (alpha * z[:, :, None]).sum(1)
+        score = (z ** 2).sum(1, keepdim=True) + delta ** 2 / s
+        score = score.masked_fill(mask, float("-inf"))
+        j = score.argmax(1)
+        r = s[rows, j].rsqrt()
+        zt = r * delta[rows, j]
+        aj = alpha[rows, :, j]                           # [T, t]
+        new_row = -r[:, None] * torch.bmm(aj[:, None, :], R)[:, 0, :]
+        Rn = p.new_zeros(T, t + 1, t + 1)
+        Rn[:, :t, :t] = R
+        Rn[:, t, :t] = new_row
+        Rn[:, t, t] = r
+        R = Rn
+        z = torch.cat([z, zt[:, None]], 1)
+        S = torch.cat([S, j[:, None]], 1)
+        mask[rows, j] = True
+    return mask
+
+
+class MpmoeState:
+    """Per MoE layer: counts C, u, N, the conditioned Sigma and eps; pending counts of the
+    training forwards since the last step; the optimizer step for the warm-up."""
+
+    def __init__(self, cfg):
+        self.o = mpmoe_opts(cfg.router_opts)
+        E = cfg.experts
+        self.step, self.total = 0, 0
+        self.layers = {}
+        for l in cfg.moe_layers:
+            z = torch.zeros(E, E, dtype=torch.float64)
+            self.layers[l] = {"C": z.clone(), "u": torch.zeros(E, dtype=torch.float64), "N": 0.0,
+                              "Sigma": torch.eye(E, dtype=torch.float64), "eps": EPS_REF,
+                              "pC": z.clone(), "pu": torch.zeros(E, dtype=torch.float64), "pN": 0.0}
+        self.min_margin = float("inf")
+
+    def in_warmup(self):
+        return self.step < math.floor(self.o["warmup"] * self.total)
+
+    def set_counts(self, l, C, u, N):
+        st = self.layers[l]
+        st["C"], st["u"], st["N"] = C.clone(), u.clone(), float(N)
+        st["Sigma"], st["eps"] = sigma_build(st["C"], st["u"], st["N"], self.o["ridge"])
+
+    def after_step(self, step):
+        self.step = step
+        keep = 0.5 ** (1.0 / self.o["decay"]) if self.o["decay"] > 0 else 1.0
+        for st in self.layers.values():
+            st["C"] = keep * st["C"] + st["pC"]
+            st["u"] = keep * st["u"] + st["pu"]
+            st["N"] = keep * st["N"] + st["pN"]
+            st["pC"].zero_(), st["pu"].zero_()
+            st["pN"] = 0.0
+            if step % self.o["sigma_every"] == 0:
+                st["Sigma"], st["eps"] = sigma_build(st["C"], st["u"], st["N"], self.o["ridge"])
+
+    def flat(self, l):
+        """The C router's state layout: C, u, N, Sigma, eps."""
+        st = self.layers[l]
+        return torch.cat([st["C"].reshape(-1), st["u"], torch.tensor([st["N"]], dtype=torch.float64),
+                          st["Sigma"].reshape(-1), torch.tensor([st["eps"]], dtype=torch.float64)])
+
+
+def mpmoe_router(xn, w_router, cfg, ms, l, train):
+    """As topk_router, with the greedy under layer l's Sigma (training forwards add their
+    counts to the pending ones)."""
+    BT = xn.shape[0]
+    E, k = cfg.experts, cfg.topk
+    logits = F.linear(xn, w_router)
+    probs = torch.softmax(logits, dim=-1)
+    st, o = ms.layers[l], ms.o
+    renorm = True
+    if train:
+        greedy = not ms.in_warmup()
+        renorm = greedy or not o["reference"]
+    else:
+        greedy = o["eval_select"] == "greedy" and (o["reference"] or not ms.in_warmup())
+    with torch.no_grad():
+        if greedy:
+            sel, margin = greedy_pivoted(probs.detach(), st["Sigma"].to(probs.dtype), k, st["eps"])
+            ms.min_margin = min(ms.min_margin, margin)
+        else:
+            sel = torch.sort(probs, dim=-1, descending=True, stable=True)[1][:, :k]
+    g = probs.gather(1, sel)
+    if renorm:
+        g = g / g.sum(dim=-1, keepdim=True)
+    with torch.no_grad():
+        counts = torch.bincount(sel.reshape(-1), minlength=E).to(probs.dtype)
+        f = counts / (BT * k)
+        if train:
+            R = torch.zeros(BT, E, dtype=torch.float64)
+            R[torch.arange(BT)[:, None], sel] = 1.0
+            st["pC"] += R.t() @ R
+            st["pu"] += R.sum(0)
+            st["pN"] += BT
+    aux = E * (f * probs.mean(dim=0)).sum()
+    z = torch.logsumexp(logits, dim=-1).pow(2).mean()
+    return sel, g, {"aux": aux, "z": z}, probs
+
+
 def moe_experts(xn, sel, g, w_gu, w_d):
     """sum over pairs (t, e, g) of g * SwiGLU_e(x_t): gather per expert, run, index_add back."""
     BT, D = xn.shape
@@ -207,9 +389,10 @@ def moe_experts(xn, sel, g, w_gu, w_d):
     return torch.zeros_like(xn).index_add(0, tok, ys)
 
 
-def forward(params, cfg, inputs, targets=None, details=False):
+def forward(params, cfg, inputs, targets=None, details=False, mstate=None, train=True):
     """inputs/targets [B, T] long. Returns dict: logits [BT,V], ce, total, router losses per
-    MoE block (unscaled) and, with details, routing per MoE block (sel, gates)."""
+    MoE block (unscaled) and, with details, routing per MoE block (sel, gates).
+    mstate: the MpmoeState of an mpmoe model; train: a training forward (counts kept)."""
     B, T = inputs.shape
     D, NH = cfg.d_model, cfg.heads
     emb = params["embed.weight"]
@@ -224,7 +407,10 @@ def forward(params, cfg, inputs, targets=None, details=False):
         x = x + attention(xn, params[p + "attn.wqkv.weight"], params[p + "attn.wo.weight"], B, T, NH, cos, sin, mask)
         xn = rmsnorm(x, params[p + "ffn_norm.weight"], cfg.norm_eps)
         if cfg.is_moe(l):
-            sel, g, losses, probs = topk_router(xn, params[p + "moe.router.weight"], cfg)
+            if cfg.router == "mpmoe":
+                sel, g, losses, probs = mpmoe_router(xn, params[p + "moe.router.weight"], cfg, mstate, l, train)
+            else:
+                sel, g, losses, probs = topk_router(xn, params[p + "moe.router.weight"], cfg)
             y = moe_experts(xn, sel, g, params[p + "moe.experts.gate_up.weight"], params[p + "moe.experts.down.weight"])
             if cfg.shared > 0:
                 y = y + swiglu(xn, params[p + "moe.shared.gate_up.weight"], params[p + "moe.shared.down.weight"])
