@@ -146,10 +146,26 @@ test_pathological_glob() {
         fail manifest_glob_bounded "exit $rc (124: still walking): $(head -c 300 "$T/err")"
 }
 
+# --threads is checked before it reaches OpenMP or the BLAS, in every command that takes it.
+test_threads_checked() {
+    local ok=1 c
+    for c in "train --data $T/bytes --out $T/thr" "eval $T/disk --data $T/bytes" "analyze $T/disk --data $T/bytes" \
+        "bench --steps 1"; do
+        timeout 30 "$M" $c --threads 100000 >"$T/out" 2>"$T/err"
+        local rc=$?
+        if [ $rc -ne 1 ] || ! grep -q -- 'threads' "$T/err"; then
+            fail threads_checked "$c: exit $rc: $(head -c 200 "$T/err")"
+            ok=0
+        fi
+    done
+    [ $ok -eq 1 ] && [ ! -e "$T/thr" ] && pass threads_checked
+}
+
 test_prepare_kill_every_point
 test_one_writer
 test_full_disk
 test_failed_start_leaves_nothing
 test_eval_mixed_folder
 test_pathological_glob
+test_threads_checked
 [ $fails -eq 0 ]
