@@ -22,7 +22,7 @@ for n in "${names[@]}"; do
     log="$B/fuzz-$n.log"
     t0=$(date +%s)
     "$B/fuzz_$n" -max_total_time="$S" -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 \
-        -artifact_prefix="$B/crash-$n-" "$B/corpus/$n" "fuzz/corpus/$n" >"$log" 2>&1
+        -report_slow_units=120 -artifact_prefix="$B/crash-$n-" "$B/corpus/$n" "fuzz/corpus/$n" >"$log" 2>&1
     rc=$?
     secs=$(($(date +%s) - t0))
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)

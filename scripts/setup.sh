@@ -3,13 +3,15 @@
 #   scripts/setup.sh           build and test dependencies
 #   scripts/setup.sh --torch   also python3-torch (the PyTorch mirror: fixtures and `make bench`)
 #   scripts/setup.sh --check   installs only when something is missing (used by make)
+#   scripts/setup.sh --fuzz    also clang, libFuzzer and LLVM's OpenMP (make fuzz)
 set -euo pipefail
-want_torch=0 check=0
+want_torch=0 check=0 want_fuzz=0
 for a in "$@"; do
     case "$a" in
     --torch) want_torch=1 ;;
     --check) check=1 ;;
-    -h | --help) sed -n '2,5p' "$0"; exit 0 ;;
+    --fuzz) want_fuzz=1 ;;
+    -h | --help) sed -n '2,6p' "$0"; exit 0 ;;
     *) echo "setup.sh: unknown option $a" >&2; exit 1 ;;
     esac
 done
@@ -19,6 +21,7 @@ pkgs+=(gnuplot-nox chromium fonts-dejavu-core)
 # Open MPI: `mpirun -np N build/moelab train ...` (the Makefile builds with it when present).
 pkgs+=(libopenmpi-dev openmpi-bin)
 [ "$want_torch" = 1 ] && pkgs+=(python3-torch)
+[ "$want_fuzz" = 1 ] && pkgs+=(clang libclang-rt-14-dev libomp-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -26,7 +29,7 @@ for p in "${pkgs[@]}"; do
 done
 # Any CBLAS will do for building; the OpenMP OpenBLAS is the one we tune for.
 have_cblas() { [ -e /usr/include/cblas.h ] || ls /usr/include/*/cblas.h >/dev/null 2>&1; }
-if [ "$check" = 1 ] && [ "$want_torch" = 0 ] && command -v gcc >/dev/null && command -v make >/dev/null &&
+if [ "$check" = 1 ] && [ "$want_torch" = 0 ] && [ "$want_fuzz" = 0 ] && command -v gcc >/dev/null && command -v make >/dev/null &&
     [ -e /usr/include/cjson/cJSON.h ] && [ -e /usr/include/zlib.h ] && have_cblas && command -v mpicc >/dev/null; then
     missing=()
 fi

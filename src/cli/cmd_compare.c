@@ -66,6 +66,7 @@ typedef struct {
     int stop_at, analyze, dry_run, jobs, per_job, cores;
     Job *jobs_v;
     int n_jobs;
+    int retryable; /* failed trainings that ended by a signal or out of memory: a rerun may succeed */
     int analyze_threads_flag; /* analyze --help mentions --threads */
     double max_load;          /* highest 1-minute load average seen while runs trained */
 } Compare;
@@ -430,6 +431,7 @@ static int child_ended(Compare *c, Job *j, int code, int *failures, int *started
     if (code != 0) {
         j->failed = 1;
         (*failures)++;
+        c->retryable += code == 2 || code >= 128;
         char *log = path_join(j->dir, "train.log");
         fprintf(stderr, "moelab compare: %s: moelab train failed (exit %d); the end of %s:\n", j->name, code, log);
         print_tail(log, 6);
@@ -548,7 +550,13 @@ static int compare(Compare *c) {
     if (unfinished && !failures)
         fprintf(stderr, "moelab compare: %d of %d runs are not finished (--stop-at); run the same command without it to continue\n",
                 unfinished, c->n_jobs);
-    if (failures) return ml_fail("%d run(s) failed; run the same command again to retry them", failures);
+    /* Exit 1 is a refusal (bad input, a diverged run, a held folder): the same command
+     * would fail the same way, so rerunning is suggested only for killed or out-of-memory runs. */
+    if (failures && c->retryable)
+        return ml_fail("%d run(s) failed, %d of them killed or out of memory: run the same command again to retry "
+                       "them (finished runs are kept)", failures, c->retryable);
+    if (failures) return ml_fail("%d run(s) failed: see the messages above; rerunning will not help until the cause is fixed",
+                                 failures);
     fprintf(stderr, "moelab compare: wall time %.0f s\n", ml_now() - t0);
     return rc;
 }

@@ -72,6 +72,8 @@ int cmd_train(int argc, char **argv) {
             }
         }
     }
+    /* Checked here, before train_run hands the count to OpenMP and the BLAS. */
+    if (rc == 0 && (a.tc.threads < 0 || a.tc.threads > 1024)) rc = ml_fail("--threads must be in 0..1024 (0: all cores)");
     if (rc == 0 && !a.data_dir) rc = ml_fail("--data DIR is required");
     if (rc == 0 && !a.out_dir) rc = ml_fail("--out RUNDIR is required");
     if (rc == 0) rc = dist_init(&argc, &argv);

@@ -4,6 +4,7 @@
 #include "data/manifest.h"
 #include "core/spawn.h"
 #include "core/util.h"
+#include "data/glob_bounded.h"
 #include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
@@ -326,8 +327,11 @@ static int add_path(Lister *ls, const char *path, int from_glob) {
 static int add_files_entry(Lister *ls, const char *entry) {
     if (!strpbrk(entry, "*?[")) return add_path(ls, entry, 0);
     glob_t g;
-    int grc = glob(entry, 0, NULL, &g);
+    int over = 0, grc = glob_bounded(entry, &g, &over);
     int rc = 0;
+    if (over)
+        return ml_fail("domain '%s': '%s' would read more than %ld folder entries: name the folders, or use fewer "
+                       "wildcards", ls->dom->name, entry, GLOB_BOUNDED_ENTRIES);
     if (grc == GLOB_NOMATCH) rc = ml_fail("domain '%s': '%s' matches no file", ls->dom->name, entry);
     else if (grc != 0) rc = ml_fail("domain '%s': cannot expand '%s'", ls->dom->name, entry);
     for (size_t i = 0; rc == 0 && i < g.gl_pathc; i++) rc = add_path(ls, g.gl_pathv[i], 1);

@@ -2,6 +2,7 @@
  * drop duplicates, cap, split and order by seeded hashes of the text, tokenise, and
  * write two shards, meta.json and tokenizer.json. */
 #include "data/prepare.h"
+#include "core/commit.h"
 #include "core/util.h"
 #include "data/shard.h"
 #include "data/tokenizer.h"
@@ -387,11 +388,6 @@ static char *meta_json(const PrepareOptions *o, const Manifest *m, const Corpus 
 enum { OUT_TRAIN, OUT_VAL, OUT_TOK, OUT_META, N_OUT };
 static const char *const OUT_NAMES[N_OUT] = {"train.bin", "val.bin", "tokenizer.json", "meta.json"};
 
-static int out_path(char *dst, size_t cap, const char *dir, const char *name, const char *suffix) {
-    if ((size_t)snprintf(dst, cap, "%s/%s%s", dir, name, suffix) >= cap) return ml_fail("output path too long: %s", dir);
-    return 0;
-}
-
 static int write_one(int k, const char *path, const SplitBuf sp[2], const Tok *t, const PrepareStats *st,
                      const char *meta, const PrepareOptions *o) {
     if (k == OUT_META) return ml_write_file_atomic(path, meta, strlen(meta));
@@ -411,28 +407,25 @@ static int write_one(int k, const char *path, const SplitBuf sp[2], const Tok *t
     return shard_write(path, &v);
 }
 
-/* Each file is first written (atomically) under a staging name; only when all are complete
- * are they renamed into place, meta.json last, so a failed run adds nothing. A byte-level
- * run removes a tokenizer.json left by an earlier run, so the folder says one thing. */
+/* Each file is first written (atomically) under its staged name; only when all are
+ * complete are they committed together (io/commit.h), so a failed or killed run adds
+ * nothing and a reader never sees files of two runs. A byte-level run deletes a
+ * tokenizer.json left by an earlier run in the same commit, so the folder says one thing. */
 static int write_outputs(const PrepareOptions *o, const SplitBuf sp[2], const Tok *t, const PrepareStats *st,
                          const char *meta) {
-    char final[N_OUT][4096], staged[N_OUT][4096];
-    for (int k = 0; k < N_OUT; k++)
-        if (out_path(final[k], sizeof final[k], o->out_dir, OUT_NAMES[k], "") ||
-            out_path(staged[k], sizeof staged[k], o->out_dir, OUT_NAMES[k], ".partial"))
-            return -1;
+    if (commit_recover(o->out_dir, OUT_NAMES, N_OUT)) return -1;
+    char staged[4096];
+    CommitEntry set[N_OUT];
     int rc = 0;
-    for (int k = 0; rc == 0 && k < N_OUT; k++)
-        if (k != OUT_TOK || t->tok) rc = write_one(k, staged[k], sp, t, st, meta, o);
     for (int k = 0; rc == 0 && k < N_OUT; k++) {
-        if (k == OUT_TOK && !t->tok) {
-            if (remove(final[k]) != 0 && errno != ENOENT) rc = ml_fail("cannot remove stale '%s': %s", final[k], strerror(errno));
-        } else if (rename(staged[k], final[k]) != 0) {
-            rc = ml_fail("cannot rename '%s': %s", staged[k], strerror(errno));
-        }
+        set[k] = (CommitEntry){OUT_NAMES[k], k != OUT_TOK || t->tok};
+        if (!set[k].install) continue;
+        rc = commit_staged_path(staged, sizeof staged, o->out_dir, OUT_NAMES[k]);
+        if (rc == 0) rc = write_one(k, staged, sp, t, st, meta, o);
+        if (rc == 0) commit_fault_point();
     }
-    if (rc != 0)
-        for (int k = 0; k < N_OUT; k++) remove(staged[k]);
+    if (rc == 0) rc = commit_publish(o->out_dir, set, N_OUT);
+    if (rc != 0) commit_recover(o->out_dir, OUT_NAMES, N_OUT);
     return rc;
 }
 

@@ -1,6 +1,7 @@
 /* Token shards: writing, validated loading, domain lookup, training and eval batches,
  * and the data folder's meta.json. The format is documented in shard.h. */
 #include "data/shard.h"
+#include "core/commit.h"
 #include "data/tokenizer.h"
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -200,7 +201,8 @@ static int read_tables(FILE *f, const char *path, Shard *s) {
 int shard_load(Shard *s, const char *path) {
     memset(s, 0, sizeof *s);
     uint64_t size;
-    FILE *f = ml_fopen_regular(path, &size);
+    char staged[4096];
+    FILE *f = ml_fopen_regular(commit_resolve(path, staged, sizeof staged), &size);
     if (!f) return -1;
     Header h = {0};
     int rc = read_header(f, path, size, &h);
@@ -356,7 +358,8 @@ static int meta_bpe_token_bytes(DataMeta *m, const cJSON *root, const char *dir,
     char path[4096];
     if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) return ml_fail("path too long: %s", dir);
     Tokenizer *t;
-    if (tok_load(&t, path)) return -1;
+    char staged[4096]; /* a data folder being committed: the new file (core/commit.h) */
+    if (tok_load(&t, commit_resolve(path, staged, sizeof staged))) return -1;
     int rc = 0;
     if (tok_vocab_size(t) != m->vocab_size)
         rc = ml_fail("%s has %d tokens but %s says vocab_size %d", path, tok_vocab_size(t), meta_path, m->vocab_size);
@@ -369,7 +372,8 @@ int data_meta_load(DataMeta *m, const char *dir) {
     memset(m, 0, sizeof *m);
     char path[4096];
     if (snprintf(path, sizeof path, "%s/meta.json", dir) >= (int)sizeof path) return ml_fail("path too long: %s", dir);
-    char *text = ml_read_file_max(path, NULL, ML_READ_MAX_TEXT);
+    char staged[4096];
+    char *text = ml_read_file_max(commit_resolve(path, staged, sizeof staged), NULL, ML_READ_MAX_TEXT);
     if (!text) return -1;
     cJSON *root = cJSON_Parse(text);
     free(text);

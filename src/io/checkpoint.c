@@ -8,10 +8,12 @@
  *   and the same model config, so files from two different runs are not mixed.
  *
  * Both files are first written completely (each atomically) under a ".new" name, then
- * renamed into place, optim first. A failed write therefore leaves the old pair intact,
- * and a crash between the two renames leaves files with different steps, which
- * checkpoint_load_state refuses. */
+ * committed together (io/commit.h): a kill at any instant leaves the old pair or the new
+ * one, for readers at once and on disk after the next writer's checkpoint_recover. A
+ * crash that somehow left files of different steps is still refused by
+ * checkpoint_load_state. */
 #include "io/checkpoint.h"
+#include "core/commit.h"
 #include "core/util.h"
 #include "io/safetensors.h"
 #include <cjson/cJSON.h>
@@ -34,6 +36,14 @@ static char *join(const char *dir, const char *name) {
     char *p = ml_malloc(n);
     snprintf(p, n, "%s/%s", dir, name);
     return p;
+}
+
+/* dir/name as a reader must open it (io/commit.h). */
+static char *resolved(const char *dir, const char *name) {
+    char *p = join(dir, name), buf[4096];
+    char *r = ml_strdup(commit_resolve(p, buf, sizeof buf));
+    free(p);
+    return r;
 }
 
 /* Prefixes the current error with `where`; ml_fail must not read the buffer it writes. */
@@ -126,19 +136,15 @@ static void build_optim_file(StFile *f, const AdamW *opt, const TrainState *st, 
     st_add_meta(f, "T", buf);
 }
 
-/* Makes the renames durable; best effort, a failure here loses nothing already written. */
-static void sync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY);
-    if (fd < 0) return;
-    (void)fsync(fd);
-    close(fd);
-}
+static const char *const PAIR[] = {OPTIM_FILE, MODEL_FILE};
+
+int checkpoint_recover(const char *rundir) { return commit_recover(rundir, PAIR, 2); }
 
 int checkpoint_save(const char *rundir, const Model *m, const TrainConfig *tc, const AdamW *opt, const TrainState *st) {
     if (opt->n != m->table.total)
         return ml_fail("%s: cannot save: optimizer holds %zu values but the model has %zu parameters", rundir, opt->n,
                        m->table.total);
-    if (ml_mkdir_p(rundir)) return -1;
+    if (ml_mkdir_p(rundir) || checkpoint_recover(rundir)) return -1;
     char *cfg = model_config_json(m, tc);
     char (*names)[64] = ml_calloc((size_t)m->cfg.n_layers, sizeof *names);
     StFile mf, of;
@@ -146,26 +152,23 @@ int checkpoint_save(const char *rundir, const Model *m, const TrainConfig *tc, c
     st_init(&of);
     build_model_file(&mf, m, tc, st->step, cfg, names);
     build_optim_file(&of, opt, st, cfg);
-    char *model = join(rundir, MODEL_FILE), *optim = join(rundir, OPTIM_FILE);
-    char *model_new = join(rundir, MODEL_FILE ".new"), *optim_new = join(rundir, OPTIM_FILE ".new");
-    int rc = st_save(&of, optim_new);
+    char model_new[4096], optim_new[4096];
+    int rc = commit_staged_path(model_new, sizeof model_new, rundir, MODEL_FILE) ||
+                     commit_staged_path(optim_new, sizeof optim_new, rundir, OPTIM_FILE)
+                 ? -1
+                 : 0;
+    if (rc == 0) rc = st_save(&of, optim_new);
+    if (rc == 0) commit_fault_point();
     if (rc == 0) rc = st_save(&mf, model_new);
-    if (rc == 0 && rename(optim_new, optim) != 0) rc = ml_fail("cannot rename to '%s': %s", optim, strerror(errno));
-    if (rc == 0 && rename(model_new, model) != 0) rc = ml_fail("cannot rename to '%s': %s", model, strerror(errno));
-    if (rc != 0) {
-        remove(optim_new); /* the old pair stays as it was */
-        remove(model_new);
-    } else {
-        sync_dir(rundir);
-    }
+    if (rc == 0) commit_fault_point();
+    /* Both files complete: one commit installs the pair (see io/commit.h). */
+    CommitEntry pair[2] = {{OPTIM_FILE, 1}, {MODEL_FILE, 1}};
+    if (rc == 0) rc = commit_publish(rundir, pair, 2);
+    if (rc != 0) checkpoint_recover(rundir); /* drops the staged files, or finishes a committed pair */
     st_free(&mf);
     st_free(&of);
     free(names);
     free(cfg);
-    free(model);
-    free(optim);
-    free(model_new);
-    free(optim_new);
     return rc;
 }
 
@@ -226,11 +229,11 @@ static int read_tensors(const StFile *f, const char *path, Model *m) {
     return 0;
 }
 
-/* A folder means RUNDIR/model.safetensors. */
+/* A folder means RUNDIR/model.safetensors, or the staged one of a committed save. */
 static char *model_path(const char *path) {
     struct stat s;
-    if (stat(path, &s) == 0 && S_ISDIR(s.st_mode)) return join(path, MODEL_FILE);
-    return ml_strdup(path);
+    if (!(stat(path, &s) == 0 && S_ISDIR(s.st_mode))) return ml_strdup(path);
+    return resolved(path, MODEL_FILE);
 }
 
 int checkpoint_load_model(const char *path, Model *m, TrainConfig *tc) {
@@ -347,7 +350,7 @@ size_t checkpoint_nonfinite(const Model *m) {
 }
 
 int checkpoint_load_state(const char *rundir, const Model *m, AdamW *opt, TrainState *st) {
-    char *optim = join(rundir, OPTIM_FILE), *model = join(rundir, MODEL_FILE);
+    char *optim = resolved(rundir, OPTIM_FILE), *model = resolved(rundir, MODEL_FILE);
     StFile f;
     int rc = st_load(&f, optim);
     if (rc == 0) {

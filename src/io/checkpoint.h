@@ -13,8 +13,8 @@ typedef struct {
     Loader loader; /* data order state (its Rng) */
 } TrainState;
 
-/* Creates rundir if needed. Both files are written in full before either replaces the
- * old pair, so a failed save leaves the previous checkpoint as it was. */
+/* Creates rundir if needed. Both files are written in full, then committed together
+ * (io/commit.h): a failed or killed save leaves the previous pair or the new one. */
 int checkpoint_save(const char *rundir, const Model *m, const TrainConfig *tc, const AdamW *opt, const TrainState *st);
 /* path: a .safetensors file or a run folder. Creates the model from the stored config
  * (tc gets the full stored training config); every tensor must match it exactly. */
@@ -23,6 +23,9 @@ int checkpoint_load_model(const char *path, Model *m, TrainConfig *tc);
  * opt is either zeroed (it is then allocated) or adamw_init-ed for m's size. st gets step,
  * loader B, T and rng; st->loader.shard is left as it was (re-attach it, e.g. loader_init). */
 int checkpoint_load_state(const char *rundir, const Model *m, AdamW *opt, TrainState *st);
+/* Finishes a committed save that a kill interrupted, or removes the staged and temporary
+ * files of an uncommitted one; for the process that owns rundir, before it trains on. */
+int checkpoint_recover(const char *rundir);
 /* Parameter and router-state values of m that are NaN or infinite (a diverged run's
  * checkpoint): the commands that use a model say so when this is not 0. */
 size_t checkpoint_nonfinite(const Model *m);

@@ -9,6 +9,7 @@
 #include "train/dist_train.h"
 #include "train/evaluate.h"
 #include "train/guard.h"
+#include "train/runlock.h"
 #include <cblas.h>
 #include <errno.h>
 #include <omp.h>
@@ -33,6 +34,7 @@ typedef struct {
     DataMeta meta;
     FILE *log;
     StepGuard guard; /* non-finite steps */
+    int lock, made_dir, created; /* run folder lock; this start made the folder / wrote its files */
     Metrics mt; /* routing metrics of the step being logged (cheap ones only) */
     char path[4096];
     DistTrain dist;
@@ -204,6 +206,7 @@ static int setup(Run *r, TrainArgs *a) {
     if (loader_eval_batches(&r->val, 1, 1) == 0)
         return ml_fail("%s/val.bin: the validation split is empty; prepare more text or a larger --val-frac", a->data_dir);
     if (a->resume) {
+        if (r->writer && ((r->lock = runlock_acquire(a->out_dir)) < 0 || checkpoint_recover(a->out_dir))) return -1;
         if (resume_config(r, a)) return -1;
         if (r->model.cfg.vocab_size != r->meta.vocab_size)
             return ml_fail("--resume: checkpoint vocab %d but data vocab %d (shape mismatch)", r->model.cfg.vocab_size, r->meta.vocab_size);
@@ -219,6 +222,11 @@ static int setup(Run *r, TrainArgs *a) {
     if (r->tc.model.vocab_size != r->meta.vocab_size)
         return ml_fail("--vocab %d differs from the data's vocabulary (%d)", r->tc.model.vocab_size, r->meta.vocab_size);
     if (config_validate(&r->tc) || sizes_check_run(&r->tc.model, r->tc.batch, r->tc.model.seq_len, 1)) return -1;
+    if (r->writer) { /* the other processes of an MPI job only read the folder */
+        r->made_dir = !ml_file_exists(a->out_dir);
+        if (ml_mkdir_p(a->out_dir) || (r->lock = runlock_acquire(a->out_dir)) < 0 || checkpoint_recover(a->out_dir))
+            return -1;
+    }
     if (r->writer && ml_file_exists(run_path(r, a->out_dir, "model.safetensors")))
         return ml_fail("%s already holds a checkpoint: continue it with --resume, or choose another --out", a->out_dir);
     static const char *const left[] = {"log.jsonl", "optim.safetensors", "config.json"};
@@ -227,12 +235,12 @@ static int setup(Run *r, TrainArgs *a) {
             return ml_fail("%s already holds %s from an earlier run without a checkpoint: remove it, or choose another --out", a->out_dir, left[i]);
     /* The model first: a bad router name must not leave an empty run folder behind. */
     if (model_create(&r->model, &r->tc.model)) return -1;
-    if (r->writer && ml_mkdir_p(a->out_dir)) return -1;
     model_init_weights(&r->model, r->tc.seed);
     adamw_init(&r->opt, r->model.table.total);
     r->st.step = 0;
     if (loader_init(&r->st.loader, &r->train, r->tc.batch, r->tc.model.seq_len, r->tc.seed ^ 0x5EEDDA7Aull)) return -1;
     char *cfg = config_to_json(&r->tc, 0);
+    r->created = r->writer;
     int rc = r->writer ? ml_write_file_atomic(run_path(r, a->out_dir, "config.json"), cfg, strlen(cfg)) : 0;
     free(cfg);
     if (rc) return -1;
@@ -327,6 +335,7 @@ static int train_dist_setup(Run *r, TrainArgs *a, int rc) {
 
 int train_run(TrainArgs *a) {
     Run *r = ml_calloc(1, sizeof *r);
+    r->lock = -1;
     set_threads(a->tc.threads);
     r->writer = dist_rank(DIST_WORLD) == 0;
     if (!r->writer) a->quiet = 1;
@@ -337,6 +346,9 @@ int train_run(TrainArgs *a) {
         rc = loop(r, a);
     }
     teardown(r);
+    char ckpt[4096];
+    snprintf(ckpt, sizeof ckpt, "%s/model.safetensors", a->out_dir);
+    runlock_end(a->out_dir, r->lock, rc != 0 && !a->resume && !ml_file_exists(ckpt), r->made_dir, r->created);
     free(r);
     return rc;
 }
