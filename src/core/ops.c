@@ -1,20 +1,40 @@
 #include "core/ops.h"
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/gemm.h"
 #include "core/util.h"
 
-void matmul_forward(float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate) {
+static void matmul_fwd(int fp32, float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate) {
     if (n <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, outd, in, 1.0f, inp, in, w, in, accumulate ? 1.0f : 0.0f, out, outd);
+    (fp32 ? gemm_fp32 : gemm)(0, 1, n, outd, in, 1.0f, inp, in, w, in, accumulate ? 1.0f : 0.0f, out, outd);
+}
+
+static void matmul_bwd(int fp32, float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n,
+                       int in, int outd) {
+    if (n <= 0) return;
+    void (*mm)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int) =
+        fp32 ? gemm_fp32 : gemm;
+    if (dinp) mm(0, 0, n, in, outd, 1.0f, dout, outd, w, in, 1.0f, dinp, in);
+    if (dw) mm(1, 0, outd, in, n, 1.0f, dout, outd, inp, in, 1.0f, dw, in);
+}
+
+void matmul_forward(float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate) {
+    matmul_fwd(0, out, inp, w, n, in, outd, accumulate);
 }
 
 void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n, int in, int outd) {
-    if (n <= 0) return;
-    if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, outd, 1.0f, dout, outd, w, in, 1.0f, dinp, in);
-    if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, outd, in, n, 1.0f, dout, outd, inp, in, 1.0f, dw, in);
+    matmul_bwd(0, dinp, dw, dout, inp, w, n, in, outd);
+}
+
+void matmul_forward_fp32(float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate) {
+    matmul_fwd(1, out, inp, w, n, in, outd, accumulate);
+}
+
+void matmul_backward_fp32(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n, int in,
+                          int outd) {
+    matmul_bwd(1, dinp, dw, dout, inp, w, n, in, outd);
 }
 
 void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int n, int d, float eps) {
@@ -94,7 +114,7 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
         int b = bh / NH, h = bh % NH;
         const float *q = qkv + (size_t)b * T * ld + h * hd, *k = q + D, *v = q + 2 * D;
         float *P = att + (size_t)bh * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, P, T);
+        gemm(0, 1, T, T, hd, scale, q, ld, k, ld, 0.0f, P, T);
         for (int i = 0; i < T; i++) {
             float *row = P + (size_t)i * T, mx = -INFINITY, sum = 0.0f;
             for (int j = 0; j <= i; j++) mx = fmaxf(mx, row[j]);
@@ -106,8 +126,7 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
             for (int j = 0; j <= i; j++) row[j] *= inv;
             for (int j = i + 1; j < T; j++) row[j] = 0.0f;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, v, ld, 0.0f,
-                    out + (size_t)b * T * D + h * hd, D);
+        gemm(0, 0, T, hd, T, 1.0f, P, T, v, ld, 0.0f, out + (size_t)b * T * D + h * hd, D);
     }
 }
 
@@ -124,8 +143,8 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
         const float *P = att + (size_t)bh * T * T, *dO = dout + (size_t)b * T * D + h * hd;
         float *dP = datt + (size_t)bh * T * T;
         /* dP = dO V^T ; dV += P^T dO */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, ld, 0.0f, dP, T);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dO, D, 1.0f, dv, ld);
+        gemm(0, 1, T, T, hd, 1.0f, dO, D, v, ld, 0.0f, dP, T);
+        gemm(1, 0, T, hd, T, 1.0f, P, T, dO, D, 1.0f, dv, ld);
         /* softmax backward, scaled: dS = P (dP - sum_j P dP) * scale */
         for (int i = 0; i < T; i++) {
             const float *p = P + (size_t)i * T;
@@ -135,8 +154,8 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
             for (int j = i + 1; j < T; j++) d[j] = 0.0f;
         }
         /* dQ += dS K ; dK += dS^T Q */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dP, T, k, ld, 1.0f, dq, ld);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dP, T, q, ld, 1.0f, dk, ld);
+        gemm(0, 0, T, hd, T, 1.0f, dP, T, k, ld, 1.0f, dq, ld);
+        gemm(1, 0, T, hd, T, 1.0f, dP, T, q, ld, 1.0f, dk, ld);
     }
 }
 
@@ -161,7 +180,7 @@ void swiglu_backward(float *dx, float *dw_gu, float *dw_d, float *dh, float *da,
                      const float *h, const float *a, const float *w_gu, const float *w_d, int n, int D, int F) {
     if (n <= 0) return;
     /* da = dy W_d ; dW_d += dy^T a */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, F, D, 1.0f, dy, D, w_d, F, 0.0f, da, F);
+    gemm(0, 0, n, F, D, 1.0f, dy, D, w_d, F, 0.0f, da, F);
     matmul_backward(NULL, dw_d, dy, a, w_d, n, F, D);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {

@@ -58,6 +58,7 @@ static const Field FIELDS[] = {
     TF("adam-eps", F_FLOAT, adam_eps, "AdamW epsilon"),
     TF("grad-clip", F_FLOAT, grad_clip, "global gradient-norm clip (0: off)"),
     TF("seed", F_U64, seed, "random seed for init and data order"),
+    TF("precision", F_STR, precision, "matmul inputs: fp32, or bf16 (fp32 accumulation, weights and optimizer)"),
 };
 #define N_FIELDS (sizeof FIELDS / sizeof FIELDS[0])
 
@@ -99,6 +100,7 @@ void config_defaults(TrainConfig *c) {
     c->adam_eps = 1e-8f;
     c->grad_clip = 1.0f;
     c->seed = 1337;
+    strcpy(c->precision, "fp32");
 }
 
 static const Field *find_field(const char *name) {
@@ -236,6 +238,8 @@ int config_validate(const TrainConfig *c) {
     if (c->beta1 < 0 || c->beta1 >= 1 || c->beta2 < 0 || c->beta2 >= 1) return ml_fail("beta1 and beta2 must be in [0,1)");
     if (!(c->adam_eps > 0)) return ml_fail("adam-eps must be > 0");
     if (c->grad_clip < 0) return ml_fail("grad-clip must be >= 0");
+    if (strcmp(c->precision, "fp32") != 0 && strcmp(c->precision, "bf16") != 0)
+        return ml_fail("precision must be fp32 or bf16 (got '%s')", c->precision);
     return 0;
 }
 

@@ -25,6 +25,7 @@ typedef struct {
     int eval_every, eval_batches, ckpt_every, log_every, threads;
     float lr, min_lr_frac, weight_decay, beta1, beta2, adam_eps, grad_clip;
     uint64_t seed;
+    char precision[8]; /* matmul inputs: "fp32" or "bf16" (core/gemm.h); not part of the model */
 } TrainConfig;
 
 void config_defaults(TrainConfig *c);

@@ -1,4 +1,5 @@
 #include "train/trainer.h"
+#include "core/gemm.h"
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include "metrics/metrics.h"
@@ -274,7 +275,8 @@ int train_run(TrainArgs *a) {
     int rc = setup(r, a);
     if (rc == 0) {
         set_threads(r->tc.threads);
-        rc = loop(r, a);
+        rc = gemm_set_precision_name(r->tc.precision);
+        if (rc == 0) rc = loop(r, a);
     }
     teardown(r);
     free(r);

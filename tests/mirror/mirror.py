@@ -268,11 +268,13 @@ def make_optimizer(params, tc, foreach=None):
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.adam_eps, foreach=foreach)
 
 
-def train_step(params, opt, cfg, tc, step, inputs, targets):
-    """One optimizer step (grad_accum 1). Returns (ce, pre-clip grad norm, lr)."""
+def train_step(params, opt, cfg, tc, step, inputs, targets, autocast_bf16=False):
+    """One optimizer step (grad_accum 1). Returns (ce, pre-clip grad norm, lr). autocast_bf16 runs
+    the forward under torch.autocast("cpu", torch.bfloat16), PyTorch's own CPU mixed precision."""
     for p in params.values():
         p.grad = None
-    out = forward(params, cfg, inputs, targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
+        out = forward(params, cfg, inputs, targets)
     out["total"].backward()
     plist = list(params.values())
     if tc.grad_clip > 0:
