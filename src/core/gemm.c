@@ -6,6 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __AVX512BF16__
+#include <immintrin.h>
+#endif
 
 /* Row counts (and, for products that reduce over tokens, the reduction length) change every
  * step with the routing. A primitive per exact shape would JIT a kernel (~0.5 ms) for each
@@ -23,7 +26,7 @@ static uint16_t *g_wbf;
 static size_t g_wn, g_wcap;
 
 typedef struct {
-    int M, N, K, tb, ldb, ldc, beta;
+    int M, N, K, ta, lda, tb, ldb, ldc, beta;
     float alpha;
 } Key;
 
@@ -65,10 +68,12 @@ static void md2(dnnl_memory_desc_t *md, int rows, int cols, dnnl_data_type_t dt,
     }
 }
 
-/* Builds C[M,N] (ld ldc) = alpha A[M,K] (contiguous bf16) B + beta C, B bf16 [K,N] stored
- * as [N, ldb] rows when tb, else as [K, ldb] rows. Returns 0 or a dnnl status. */
+/* Builds C[M,N] (ld ldc) = alpha A B + beta C over bf16 A [M,K] and B [K,N]; A stored as
+ * [K, lda] rows when ta (oneDNN reads it transposed at full speed), else as [M, lda] rows;
+ * B as [N, ldb] rows when tb, else as [K, ldb] rows. Returns 0 or a dnnl status. */
 static int build(Entry *e, const Key *k) {
-    md2(&e->src, k->M, k->K, dnnl_bf16, k->K, 1);
+    if (k->ta) md2(&e->src, k->M, k->K, dnnl_bf16, 1, k->lda);
+    else md2(&e->src, k->M, k->K, dnnl_bf16, k->lda, 1);
     if (k->tb) md2(&e->wei, k->K, k->N, dnnl_bf16, 1, k->ldb);
     else md2(&e->wei, k->K, k->N, dnnl_bf16, k->ldb, 1);
     md2(&e->dst, k->M, k->N, dnnl_f32, k->ldc, 1);
@@ -99,14 +104,14 @@ static int build(Entry *e, const Key *k) {
 
 static unsigned key_hash(const Key *k) {
     unsigned h = 2166136261u;
-    const int v[8] = {k->M, k->N, k->K, k->tb, k->ldb, k->ldc, k->beta, (int)(k->alpha * 65536.0f)};
-    for (int i = 0; i < 8; i++) h = (h ^ (unsigned)v[i]) * 16777619u;
+    const int v[10] = {k->M, k->N, k->K, k->ta, k->lda, k->tb, k->ldb, k->ldc, k->beta, (int)(k->alpha * 65536.0f)};
+    for (int i = 0; i < 10; i++) h = (h ^ (unsigned)v[i]) * 16777619u;
     return h;
 }
 
 static int key_eq(const Key *a, const Key *b) {
-    return a->M == b->M && a->N == b->N && a->K == b->K && a->tb == b->tb && a->ldb == b->ldb && a->ldc == b->ldc &&
-           a->beta == b->beta && a->alpha == b->alpha;
+    return a->M == b->M && a->N == b->N && a->K == b->K && a->ta == b->ta && a->lda == b->lda && a->tb == b->tb &&
+           a->ldb == b->ldb && a->ldc == b->ldc && a->beta == b->beta && a->alpha == b->alpha;
 }
 
 /* The cached primitive for k; *own is set when the cache is full and the caller must free it. */
@@ -171,6 +176,18 @@ static void run(const Key *k, const uint16_t *a, const uint16_t *b, float *c) {
     }
 }
 
+/* d[0..n) = bf16(s[0..n)): one instruction per 32 values where the CPU has AVX512-BF16. */
+static void cast_span(uint16_t *d, const float *s, int n) {
+    int j = 0;
+#ifdef __AVX512BF16__
+    for (; j + 32 <= n; j += 32) {
+        __m512bh v = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + j + 16), _mm512_loadu_ps(s + j));
+        _mm512_storeu_si512((void *)(d + j), (__m512i)v);
+    }
+#endif
+    for (; j < n; j++) d[j] = bf16_round(s[j]);
+}
+
 /* dst[r, 0..cols) = bf16(src[r, 0..n)), zero past n; rows >= rows_in are zero. */
 static void cast_rows(uint16_t *dst, int rows, int cols, const float *src, int rows_in, int n, int ld) {
     int par = !omp_in_parallel() && (size_t)rows * cols > 65536;
@@ -178,25 +195,8 @@ static void cast_rows(uint16_t *dst, int rows, int cols, const float *src, int r
     for (int r = 0; r < rows; r++) {
         uint16_t *d = dst + (size_t)r * cols;
         int m = r < rows_in ? n : 0;
-        const float *s = src + (size_t)r * ld;
-        for (int j = 0; j < m; j++) d[j] = bf16_round(s[j]);
-        for (int j = m; j < cols; j++) d[j] = 0;
-    }
-}
-
-/* dst[r, j] = bf16(src[j, r]) for r < rows_in, j < n; zero elsewhere in [rows, cols]. Tiled
- * so the strided reads stay in cache. */
-static void cast_transposed(uint16_t *dst, int rows, int cols, const float *src, int rows_in, int n, int ld) {
-    int par = !omp_in_parallel() && (size_t)rows * cols > 65536, tiles = (rows + 15) / 16;
-#pragma omp parallel for schedule(static) if (par)
-    for (int t = 0; t < tiles; t++) {
-        int r0 = t * 16, r1 = r0 + 16 < rows ? r0 + 16 : rows;
-        for (int r = r0; r < r1; r++) memset(dst + (size_t)r * cols, 0, (size_t)cols * sizeof(uint16_t));
-        int rin = r1 < rows_in ? r1 : rows_in;
-        for (int j = 0; j < n; j++) {
-            const float *s = src + (size_t)j * ld;
-            for (int r = r0; r < rin; r++) dst[(size_t)r * cols + j] = bf16_round(s[r]);
-        }
+        cast_span(d, src + (size_t)r * ld, m);
+        if (m < cols) memset(d + m, 0, (size_t)(cols - m) * sizeof(uint16_t));
     }
 }
 
@@ -211,7 +211,8 @@ static void gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const fl
     int Kp = ta ? (K + BLOCK - 1) / BLOCK * BLOCK : K;
     int Mm = M / BLOCK * BLOCK, tail = M - Mm, Mp = Mm + (tail ? BLOCK : 0);
     tl.a = grow(tl.a, &tl.a_cap, (size_t)Mp * Kp * sizeof(uint16_t));
-    if (ta) cast_transposed(tl.a, Mp, Kp, A, M, K, lda);
+    /* A as stored (op(A)^T when ta), zero-padded to Mp x Kp */
+    if (ta) cast_rows(tl.a, Kp, Mp, A, K, M, lda);
     else cast_rows(tl.a, Mp, Kp, A, M, K, lda);
     const uint16_t *b = Kp == K ? shadow_of(B) : NULL;
     int ldb_eff = ldb;
@@ -227,12 +228,12 @@ static void gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const fl
         }
         b = tl.b;
     }
-    Key k = {Mm, N, Kp, tb, ldb_eff, ldc, beta != 0.0f, alpha};
+    Key k = {Mm, N, Kp, ta, ta ? Mp : Kp, tb, ldb_eff, ldc, beta != 0.0f, alpha};
     if (Mm > 0) run(&k, tl.a, b, C);
     if (!tail) return;
     k.M = BLOCK, k.ldc = N, k.beta = 0;
     tl.c = grow(tl.c, &tl.c_cap, (size_t)BLOCK * N * sizeof(float));
-    run(&k, tl.a + (size_t)Mm * Kp, b, tl.c);
+    run(&k, ta ? tl.a + Mm : tl.a + (size_t)Mm * Kp, b, tl.c);
     for (int r = 0; r < tail; r++) {
         float *dst = C + (size_t)(Mm + r) * ldc;
         const float *src = tl.c + (size_t)r * N;
@@ -285,7 +286,7 @@ static int probe_bf16(void) {
     if (!g_engine && dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success)
         return ml_fail("cannot create a oneDNN CPU engine");
     Entry e;
-    Key k = {BLOCK, BLOCK, BLOCK, 1, BLOCK, BLOCK, 0, 1.0f};
+    Key k = {BLOCK, BLOCK, BLOCK, 0, BLOCK, 1, BLOCK, BLOCK, 0, 1.0f};
     int st = build(&e, &k);
     if (st == dnnl_unimplemented)
         return ml_fail("--precision bf16 needs a CPU with AVX-512 (oneDNN has no bf16 matmul below it; "

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "core/gemm.h"
+#include "core/vmath.h"
 #include "core/util.h"
 
 static void matmul_fwd(int fp32, float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate) {
@@ -117,11 +118,9 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
         gemm(0, 1, T, T, hd, scale, q, ld, k, ld, 0.0f, P, T);
         for (int i = 0; i < T; i++) {
             float *row = P + (size_t)i * T, mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j <= i; j++) mx = fmaxf(mx, row[j]);
-            for (int j = 0; j <= i; j++) {
-                row[j] = expf(row[j] - mx);
-                sum += row[j];
-            }
+            for (int j = 0; j <= i; j++) mx = vmaxf(mx, row[j]);
+            for (int j = 0; j <= i; j++) row[j] = vexpf(row[j] - mx); /* vectorised; the sum stays in order */
+            for (int j = 0; j <= i; j++) sum += row[j];
             float inv = 1.0f / sum;
             for (int j = 0; j <= i; j++) row[j] *= inv;
             for (int j = i + 1; j < T; j++) row[j] = 0.0f;
@@ -159,7 +158,7 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
     }
 }
 
-static inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
+static inline float sigmoidf(float z) { return 1.0f / (1.0f + vexpf(-z)); }
 
 void swiglu_forward(float *y, float *h, float *a, const float *x, const float *w_gu, const float *w_d, int n, int D, int F) {
     if (n <= 0) return;
@@ -204,9 +203,9 @@ float crossentropy_forward(float *losses, const float *logits, const int *target
         }
         const float *l = logits + (size_t)i * V;
         float mx = -INFINITY;
-        for (int j = 0; j < V; j++) mx = fmaxf(mx, l[j]);
+        for (int j = 0; j < V; j++) mx = vmaxf(mx, l[j]);
         double s = 0.0;
-        for (int j = 0; j < V; j++) s += expf(l[j] - mx);
+        for (int j = 0; j < V; j++) s += vexpf(l[j] - mx);
         losses[i] = (float)(mx + log(s) - l[targets[i]]);
     }
     /* Serial sum: an OpenMP float reduction combines in a run-dependent order. */
@@ -233,8 +232,9 @@ void crossentropy_backward(float *dlogits, const float *logits, const int *targe
         }
         const float *l = logits + (size_t)i * V;
         float mx = -INFINITY, s = 0.0f;
-        for (int j = 0; j < V; j++) mx = fmaxf(mx, l[j]);
-        for (int j = 0; j < V; j++) s += (d[j] = expf(l[j] - mx));
+        for (int j = 0; j < V; j++) mx = vmaxf(mx, l[j]);
+        for (int j = 0; j < V; j++) d[j] = vexpf(l[j] - mx);
+        for (int j = 0; j < V; j++) s += d[j];
         float inv = c / s;
         for (int j = 0; j < V; j++) d[j] *= inv;
         d[targets[i]] -= c;
@@ -246,8 +246,9 @@ void softmax_rows(float *out, const float *in, int n, int d) {
     for (int i = 0; i < n; i++) {
         const float *x = in + (size_t)i * d;
         float *y = out + (size_t)i * d, mx = -INFINITY, s = 0.0f;
-        for (int j = 0; j < d; j++) mx = fmaxf(mx, x[j]);
-        for (int j = 0; j < d; j++) s += (y[j] = expf(x[j] - mx));
+        for (int j = 0; j < d; j++) mx = vmaxf(mx, x[j]);
+        for (int j = 0; j < d; j++) y[j] = vexpf(x[j] - mx);
+        for (int j = 0; j < d; j++) s += y[j];
         float inv = 1.0f / s;
         for (int j = 0; j < d; j++) y[j] *= inv;
     }
