@@ -78,16 +78,32 @@ void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, con
     free(part);
 }
 
-void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, int inverse) {
-    int hd = D / NH, half = hd / 2;
-    /* Angles in double: p*f in float would err by ~p*1e-7 radians, visible at 1e-5 parity. */
-    float *cs = ml_malloc((size_t)T * half * 2 * sizeof(float));
+/* cos/sin per (position, frequency), kept while T, head size, theta and pos0 stay the same:
+ * training and evaluation reuse one table for every layer, forward and backward. Called from
+ * serial code only. Angles in double: p*f in float would err by ~p*1e-7 radians, visible at
+ * 1e-5 parity. */
+static const float *rope_table(int T, int hd, float theta, int pos0) {
+    static float *cs;
+    static int kT = -1, khd, kpos0;
+    static float ktheta;
+    int half = hd / 2;
+    if (kT == T && khd == hd && ktheta == theta && kpos0 == pos0) return cs;
+    free(cs);
+    cs = ml_malloc((size_t)T * half * 2 * sizeof(float));
     for (int t = 0; t < T; t++)
         for (int i = 0; i < half; i++) {
             double ang = (double)(pos0 + t) * pow((double)theta, -2.0 * i / hd);
             cs[((size_t)t * half + i) * 2] = (float)cos(ang);
-            cs[((size_t)t * half + i) * 2 + 1] = (float)(inverse ? -sin(ang) : sin(ang));
+            cs[((size_t)t * half + i) * 2 + 1] = (float)sin(ang);
         }
+    kT = T, khd = hd, ktheta = theta, kpos0 = pos0;
+    return cs;
+}
+
+void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, int inverse) {
+    int hd = D / NH, half = hd / 2;
+    const float *cs = rope_table(T, hd, theta, pos0);
+    float sign = inverse ? -1.0f : 1.0f;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < B * T; r++) {
         const float *c = cs + (size_t)(r % T) * half * 2;
@@ -96,7 +112,7 @@ void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, 
             for (int h = 0; h < NH; h++) {
                 float *v = base + h * hd;
                 for (int i = 0; i < half; i++) {
-                    float co = c[2 * i], si = c[2 * i + 1];
+                    float co = c[2 * i], si = sign * c[2 * i + 1];
                     float a = v[i], b = v[i + half];
                     v[i] = a * co - b * si;
                     v[i + half] = b * co + a * si;
@@ -104,7 +120,6 @@ void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, 
             }
         }
     }
-    free(cs);
 }
 
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
