@@ -104,4 +104,17 @@ if train emul bf16 ONEDNN_MAX_CPU_ISA=AVX512_CORE; then
 else
     fail precision_emulated_avx512 "$(cat "$T/emul.err")"
 fi
+# The benchmark's PyTorch baseline under CPU autocast to bf16 runs (a tiny config, one step).
+PY=${PYTHON:-/usr/bin/python3}
+if "$PY" -c 'import torch' 2>/dev/null; then
+    if "$PY" tests/mirror/bench_mirror.py --threads 1 --steps 1 --warmup-steps 0 --autocast-bf16 --d-model 32 \
+        --layers 1 --heads 2 --seq-len 16 --batch 2 --experts 4 --d-expert 32 >"$T/ac.out" 2>"$T/ac.err" &&
+        grep -q '"autocast_bf16": true' "$T/ac.out"; then
+        pass precision_mirror_autocast
+    else
+        fail precision_mirror_autocast "$(tail -n 3 "$T/ac.err")"
+    fi
+else
+    skip precision_mirror_autocast "no PyTorch for $PY"
+fi
 exit $((fails > 0))

@@ -239,7 +239,7 @@ def moe_experts(xn, sel, g, w_gu, w_d, bf16=False):
         if xe.shape[0] > 0:
             outs.append(swiglu(xe, w_gu[e], w_d[e], bf16))
     ys = torch.cat(outs, dim=0) * gates[:, None]
-    return torch.zeros_like(xn).index_add(0, tok, ys)
+    return torch.zeros_like(xn).index_add(0, tok, ys.to(xn.dtype))  # autocast: ys may be bf16
 
 
 def forward(params, cfg, inputs, targets=None, details=False, bf16=False):
