@@ -2,7 +2,7 @@
 CC      ?= gcc
 OPT     ?= -O3 -march=native -fno-math-errno
 CFLAGS  += -std=c11 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -fopenmp -Isrc $(OPT)
-LDLIBS  += -lopenblas -lcjson -lz -lm -fopenmp
+LDLIBS  += -ldnnl -lopenblas -lcjson -lz -lm -fopenmp
 BUILD   ?= build
 # Open MPI, when installed: `mpirun -np N build/moelab train ...` trains over N processes
 # (src/core/dist.c); without it the same calls are no-ops and the build is single-process.

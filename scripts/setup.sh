@@ -15,7 +15,7 @@ for a in "$@"; do
     *) echo "setup.sh: unknown option $a" >&2; exit 1 ;;
     esac
 done
-pkgs=(gcc make libc6-dev libopenblas-openmp-dev libcjson-dev zlib1g-dev python3 python3-numpy)
+pkgs=(gcc make libc6-dev libopenblas-openmp-dev libdnnl-dev libcjson-dev zlib1g-dev python3 python3-numpy)
 # moelab report draws its charts with gnuplot; its tests load the page in headless chromium.
 pkgs+=(gnuplot-nox chromium fonts-dejavu-core)
 # Open MPI: `mpirun -np N build/moelab train ...` (the Makefile builds with it when present).
@@ -27,10 +27,12 @@ missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# Any CBLAS will do for building; the OpenMP OpenBLAS is the one we tune for.
+# Any CBLAS will do for building; the OpenMP OpenBLAS is the one we tune for. oneDNN (libdnnl-dev)
+# runs the bf16 matrix products.
 have_cblas() { [ -e /usr/include/cblas.h ] || ls /usr/include/*/cblas.h >/dev/null 2>&1; }
 if [ "$check" = 1 ] && [ "$want_torch" = 0 ] && [ "$want_fuzz" = 0 ] && command -v gcc >/dev/null && command -v make >/dev/null &&
-    [ -e /usr/include/cjson/cJSON.h ] && [ -e /usr/include/zlib.h ] && have_cblas && command -v mpicc >/dev/null; then
+    [ -e /usr/include/cjson/cJSON.h ] && [ -e /usr/include/zlib.h ] && [ -e /usr/include/oneapi/dnnl/dnnl.h ] && have_cblas &&
+    command -v mpicc >/dev/null; then
     missing=()
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0

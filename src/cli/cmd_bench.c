@@ -2,6 +2,7 @@
  * config and thread count, in one run, with MFU against this machine's measured sgemm peak. */
 #include "cli/bench_router.h"
 #include "cli/commands.h"
+#include "core/gemm.h"
 #include "core/spawn.h"
 #include "core/util.h"
 #include "model/model.h"
@@ -16,13 +17,20 @@
 #include <unistd.h>
 
 static void usage(void) {
-    printf("usage: moelab bench [--threads N] [--steps S] [--warmup-steps W] [--no-mirror] [--python PATH] [--json FILE]\n"
+    printf("usage: moelab bench [--threads N] [--steps S] [--warmup-steps W] [--precision fp32|bf16] [--fine]\n"
+           "                    [--no-mirror] [--python PATH] [--json FILE]\n"
            "       moelab bench --thread-split [--steps S] [--warmup-steps W]\n\n"
            "Trains the benchmark config (d_model 256, 4 layers, 4 heads, 8 experts, top-2, d_expert 512,\n"
-           "seq 256, batch 16, byte vocab) on random tokens in moelab and in the PyTorch mirror\n"
-           "(tests/mirror/bench_mirror.py, run with Debian's /usr/bin/python3), with the same thread count.\n"
-           "Prints median tokens/s of both, their ratio, and MFU = FLOPs/s / measured cblas_sgemm peak,\n"
+           "seq 256, batch 16, byte vocab) on random tokens, in one run: moelab in fp32 and in bf16, and\n"
+           "the PyTorch mirror (tests/mirror/bench_mirror.py, Debian's /usr/bin/python3) in fp32 and under\n"
+           "torch.autocast(\"cpu\", torch.bfloat16), with the same thread count. Prints median tokens/s,\n"
+           "MFU = FLOPs/s / the measured GEMM peak of the same precision (the fp32 and bf16 products\n"
+           "moelab uses, on 2048^3; OpenBLAS's sgemm rate is printed beside them), and the ratios,\n"
            "with FLOPs/token = 6 x active parameters + 6 x layers x d_model x seq_len (causal attention).\n"
+           "  --precision P   which moelab precision the JSON's moelab_tok_per_s/mfu/ratio report (default fp32)\n"
+           "  --fine          also the fine-grained config (64 experts, top-8, d_expert 128: the same active\n"
+           "                  parameters) in moelab, and its MFU relative to the coarse config\n"
+           "  --no-mirror     moelab only\n"
            "--thread-split times moelab alone with every split of the cores between OpenMP loops and\n"
            "the BLAS (both N, OpenMP 1 + BLAS N, OpenMP N + BLAS 1): --threads N uses both N.\n"
            "moelab bench --router NAME times a router against topk: see moelab bench --router NAME --help.\n");
@@ -38,34 +46,58 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* Best of several square sgemms: the machine's attainable fp32 GEMM rate with these threads. */
-static double sgemm_peak(void) {
+/* Best of several square products in the current precision, B weights-like (cast once, as
+ * the model casts its weights): the machine's attainable GEMM rate with these threads. */
+static double gemm_peak(void) {
     int n = 2048;
     float *a = ml_malloc((size_t)n * n * sizeof(float)), *b = ml_malloc((size_t)n * n * sizeof(float)),
           *c = ml_malloc((size_t)n * n * sizeof(float));
     for (size_t i = 0; i < (size_t)n * n; i++) a[i] = b[i] = 1e-3f * (float)(i % 13);
+    gemm_cast_weights(b, (size_t)n * n);
     double best = 0.0;
     for (int r = 0; r < 6; r++) {
         double t = ml_now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+        gemm(0, 1, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
         t = ml_now() - t;
         if (r > 0 && 2.0 * n * n * n / t > best) best = 2.0 * n * n * n / t;
     }
+    gemm_forget_weights(b);
     free(a), free(b), free(c);
     return best;
 }
+
+/* OpenBLAS's rate on the same product, for comparison with the fp32 engine gemm uses. */
+static double blas_peak(void) {
+    int n = 2048;
+    float *a = ml_calloc((size_t)n * n, sizeof(float)), *c = ml_malloc((size_t)n * n * sizeof(float));
+    double best = 0.0;
+    for (int r = 0; r < 4; r++) {
+        double t = ml_now();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, n, 1.0f, a, n, a, n, 0.0f, c, n);
+        t = ml_now() - t;
+        if (r > 0 && 2.0 * n * n * n / t > best) best = 2.0 * n * n * n / t;
+    }
+    free(a), free(c);
+    return best;
+}
+
+typedef struct {
+    int experts, topk, d_expert;
+} BenchShape;
+
+static const BenchShape COARSE = {8, 2, 512}, FINE = {64, 8, 128};
 
 typedef struct {
     double tok_per_s, router_share, flops_per_tok;
     size_t total, active;
 } MoelabResult;
 
-static int bench_moelab(int steps, int warm, MoelabResult *res) {
+static int bench_moelab(const BenchShape *sh, int steps, int warm, MoelabResult *res) {
     TrainConfig tc;
     config_defaults(&tc);
     ModelConfig *c = &tc.model;
     c->n_layers = 4, c->d_model = 256, c->n_heads = 4, c->seq_len = 256, c->vocab_size = 256;
-    c->n_experts = 8, c->top_k = 2, c->d_expert = 512;
+    c->n_experts = sh->experts, c->top_k = sh->topk, c->d_expert = sh->d_expert;
     tc.batch = 16;
     Model m;
     if (model_create(&m, c)) return -1;
@@ -92,7 +124,8 @@ static int bench_moelab(int steps, int warm, MoelabResult *res) {
             dt[s - warm] = t;
             share[s - warm] = m.router_seconds / t;
         }
-        fprintf(stderr, "\rmoelab step %d/%d: %.3f s", s + 1, warm + steps, t);
+        fprintf(stderr, "\rmoelab %s E%d k%d step %d/%d: %.3f s", precision_name(gemm_precision()), sh->experts,
+                sh->topk, s + 1, warm + steps, t);
     }
     fprintf(stderr, "\n");
     params_count(&m.table, &m.cfg, m.router_rows, &res->total, &res->active);
@@ -120,7 +153,8 @@ static int find_mirror(char *out, size_t n) {
     return ml_file_exists(out) ? 0 : -1;
 }
 
-static double bench_mirror(const char *python, int threads, int steps, int warm) {
+/* Tokens/s of the mirror, fp32 or under CPU autocast to bf16; -1 when it could not run. */
+static double bench_mirror(const char *python, int threads, int steps, int warm, int autocast) {
     char script[PATH_MAX + 64], nt[16], ns[16], nw[16];
     if (find_mirror(script, sizeof script)) {
         fprintf(stderr, "moelab bench: MIRROR SKIPPED: tests/mirror/bench_mirror.py not found\n");
@@ -130,9 +164,10 @@ static double bench_mirror(const char *python, int threads, int steps, int warm)
     snprintf(ns, sizeof ns, "%d", steps);
     snprintf(nw, sizeof nw, "%d", warm);
     /* An argument vector, never a shell line: --python is a path, not a command. */
-    char *argv[] = {(char *)python, script, "--threads", nt, "--steps", ns, "--warmup-steps", nw, NULL};
-    fprintf(stderr, "running the PyTorch mirror: %s %s --threads %s --steps %s --warmup-steps %s\n", python, script, nt,
-            ns, nw);
+    char *argv[] = {(char *)python, script, "--threads", nt, "--steps", ns, "--warmup-steps", nw,
+                    autocast ? "--autocast-bf16" : NULL, NULL};
+    fprintf(stderr, "running the PyTorch mirror: %s %s --threads %s --steps %s --warmup-steps %s%s\n", python, script, nt,
+            ns, nw, autocast ? " --autocast-bf16" : "");
     int code;
     char *out = ml_spawn_capture(argv, 0, 1 << 20, &code, NULL);
     double tps = -1;
@@ -159,7 +194,7 @@ static int thread_split(int steps, int warm) {
     for (int i = 0; i < 3; i++) {
         set_split(splits[i][0], splits[i][1]);
         MoelabResult r;
-        if (bench_moelab(steps, warm, &r)) return -1;
+        if (bench_moelab(&COARSE, steps, warm, &r)) return -1;
         printf("%-10d %-10d %12.0f\n", splits[i][0], splits[i][1], r.tok_per_s);
         fflush(stdout);
     }
@@ -173,12 +208,99 @@ static int count_flag(const char *v, long max) {
     return *v && !*end && x >= 0 && x <= max ? (int)x : -1;
 }
 
+/* Everything one run measures; -1 marks what was not measured. */
+typedef struct {
+    int threads, fine;
+    Precision headline;
+    double peak[2];           /* GEMM peak, FLOP/s, by Precision */
+    double blas;              /* OpenBLAS sgemm on the same product */
+    MoelabResult coarse[2];   /* by Precision */
+    MoelabResult fine_r[2];
+    double mirror[2];         /* fp32, autocast bf16 */
+} Bench;
+
+static double mfu(const Bench *b, const MoelabResult *r, Precision p) { return r->tok_per_s * r->flops_per_tok / b->peak[p]; }
+static double best_mirror(const Bench *b) { return b->mirror[0] > b->mirror[1] ? b->mirror[0] : b->mirror[1]; }
+
+static int run_bench(Bench *b, int steps, int warm, int mirror, const char *python) {
+    for (int p = 0; p < 2; p++) {
+        if (gemm_set_precision((Precision)p)) return -1;
+        b->peak[p] = gemm_peak();
+        if (bench_moelab(&COARSE, steps, warm, &b->coarse[p])) return -1;
+        if (b->fine && bench_moelab(&FINE, steps, warm, &b->fine_r[p])) return -1;
+    }
+    gemm_set_precision(PREC_FP32);
+    b->blas = blas_peak();
+    for (int a = 0; a < 2; a++) b->mirror[a] = mirror ? bench_mirror(python, b->threads, steps, warm, a) : -1;
+    return 0;
+}
+
+static void print_bench(const Bench *b) {
+    const MoelabResult *c = b->coarse;
+    printf("threads              %d\n", b->threads);
+    printf("gemm peak            fp32 %.1f GFLOP/s (oneDNN sgemm; OpenBLAS %.1f), bf16 %.1f GFLOP/s (oneDNN matmul)\n",
+           b->peak[0] / 1e9, b->blas / 1e9, b->peak[1] / 1e9);
+    printf("params               %zu total, %zu active; %.1f MFLOP/token\n", c[0].total, c[0].active,
+           c[0].flops_per_tok / 1e6);
+    for (int p = 0; p < 2; p++)
+        printf("moelab %s          %.0f tok/s  (MFU %.1f%% of the %s peak, router %.1f%% of step)\n",
+               precision_name((Precision)p), c[p].tok_per_s, 100 * mfu(b, &c[p], (Precision)p),
+               precision_name((Precision)p), 100 * c[p].router_share);
+    const char *mname[2] = {"pytorch fp32        ", "pytorch autocast bf16"};
+    for (int a = 0; a < 2; a++) {
+        if (b->mirror[a] > 0)
+            printf("%s %.0f tok/s  (MFU %.1f%% of the %s peak)\n", mname[a], b->mirror[a],
+                   100 * b->mirror[a] * c[0].flops_per_tok / b->peak[a], a ? "bf16" : "fp32");
+        else
+            printf("%s not measured\n", mname[a]);
+    }
+    printf("ratio                moelab bf16 / moelab fp32 %.2fx\n", c[1].tok_per_s / c[0].tok_per_s);
+    if (best_mirror(b) > 0)
+        printf("ratio                moelab bf16 / best pytorch %.2fx, moelab fp32 / pytorch fp32 %.2fx\n",
+               c[1].tok_per_s / best_mirror(b), b->mirror[0] > 0 ? c[0].tok_per_s / b->mirror[0] : -1.0);
+    if (b->fine)
+        for (int p = 0; p < 2; p++)
+            printf("fine-grained %s    %.0f tok/s  (E64 k8 d_expert 128: MFU %.1f%%, %.2fx the coarse MFU)\n",
+                   precision_name((Precision)p), b->fine_r[p].tok_per_s, 100 * mfu(b, &b->fine_r[p], (Precision)p),
+                   mfu(b, &b->fine_r[p], (Precision)p) / mfu(b, &c[p], (Precision)p));
+}
+
+/* Flat keys, so scripts/bench.sh can take medians with grep. The first keys keep their
+ * meaning: the --precision moelab against the mirror in fp32. */
+static int write_json(const Bench *b, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) return ml_fail("cannot write %s", path);
+    const MoelabResult *c = b->coarse, *h = &c[b->headline];
+    double fpt = c[0].flops_per_tok;
+    fprintf(f, "{\"threads\":%d,\"precision\":\"%s\",\"sgemm_peak_gflops\":%.2f,\"bf16_peak_gflops\":%.2f,"
+               "\"openblas_peak_gflops\":%.2f,",
+            b->threads, precision_name(b->headline), b->peak[0] / 1e9, b->peak[1] / 1e9, b->blas / 1e9);
+    fprintf(f, "\"moelab_tok_per_s\":%.1f,\"mirror_tok_per_s\":%.1f,\"ratio\":%.3f,\"mfu\":%.4f,\"mirror_mfu\":%.4f,"
+               "\"router_share\":%.4f,",
+            h->tok_per_s, b->mirror[0], b->mirror[0] > 0 ? h->tok_per_s / b->mirror[0] : -1.0,
+            mfu(b, h, b->headline), b->mirror[0] > 0 ? b->mirror[0] * fpt / b->peak[0] : -1.0, h->router_share);
+    fprintf(f, "\"fp32_tok_per_s\":%.1f,\"bf16_tok_per_s\":%.1f,\"fp32_mfu\":%.4f,\"bf16_mfu\":%.4f,"
+               "\"mirror_bf16_tok_per_s\":%.1f,\"bf16_over_fp32\":%.3f,\"bf16_over_best_mirror\":%.3f",
+            c[0].tok_per_s, c[1].tok_per_s, mfu(b, &c[0], PREC_FP32), mfu(b, &c[1], PREC_BF16), b->mirror[1],
+            c[1].tok_per_s / c[0].tok_per_s, best_mirror(b) > 0 ? c[1].tok_per_s / best_mirror(b) : -1.0);
+    if (b->fine)
+        fprintf(f, ",\"fine_fp32_tok_per_s\":%.1f,\"fine_bf16_tok_per_s\":%.1f,\"fine_fp32_mfu_over_coarse\":%.3f,"
+                   "\"fine_bf16_mfu_over_coarse\":%.3f",
+                b->fine_r[0].tok_per_s, b->fine_r[1].tok_per_s,
+                mfu(b, &b->fine_r[0], PREC_FP32) / mfu(b, &c[0], PREC_FP32),
+                mfu(b, &b->fine_r[1], PREC_BF16) / mfu(b, &c[1], PREC_BF16));
+    fprintf(f, "}\n");
+    return fclose(f) == 0 ? 0 : ml_fail("cannot write %s", path);
+}
+
 int cmd_bench(int argc, char **argv) {
-    int threads = 0, steps = 10, warm = 2, mirror = 1, split = 0;
+    int threads = 0, steps = 10, warm = 2, mirror = 1, split = 0, rc = 0;
     const char *python = "/usr/bin/python3", *json = NULL;
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--router") == 0) return bench_router(argc, argv);
-    for (int i = 1; i < argc; i++) {
+    Bench b;
+    memset(&b, 0, sizeof b);
+    for (int i = 1; i < argc && rc == 0; i++) {
         const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (cli_is_help(f)) {
             usage();
@@ -186,54 +308,24 @@ int cmd_bench(int argc, char **argv) {
         }
         if (strcmp(f, "--no-mirror") == 0) mirror = 0;
         else if (strcmp(f, "--thread-split") == 0) split = 1;
+        else if (strcmp(f, "--fine") == 0) b.fine = 1;
+        else if (strcmp(f, "--precision") == 0 && v) rc = precision_parse(argv[++i], &b.headline);
         else if (strcmp(f, "--threads") == 0 && v) threads = count_flag(argv[++i], 1024);
         else if (strcmp(f, "--steps") == 0 && v) steps = count_flag(argv[++i], 100000);
         else if (strcmp(f, "--warmup-steps") == 0 && v) warm = count_flag(argv[++i], 100000);
         else if (strcmp(f, "--python") == 0 && v) python = argv[++i];
         else if (strcmp(f, "--json") == 0 && v) json = argv[++i];
-        else {
-            fprintf(stderr, "moelab bench: unknown or incomplete flag '%s'\n", f);
-            return 1;
-        }
+        else rc = ml_fail("unknown or incomplete flag '%s'", f);
     }
-    if (steps < 1 || warm < 0 || threads < 0) {
-        fprintf(stderr, "moelab bench: --steps must be in 1..100000, --warmup-steps in 0..100000, --threads in 0..1024\n");
-        return 1;
+    if (rc == 0 && (steps < 1 || warm < 0 || threads < 0))
+        rc = ml_fail("--steps must be in 1..100000, --warmup-steps in 0..100000, --threads in 0..1024");
+    if (rc == 0 && split) rc = thread_split(steps, warm);
+    else if (rc == 0) {
+        b.threads = set_threads(threads);
+        rc = run_bench(&b, steps, warm, mirror, python);
+        if (rc == 0) print_bench(&b);
+        if (rc == 0 && json) rc = write_json(&b, json);
     }
-    if (split) {
-        if (thread_split(steps, warm) == 0) return 0;
-        fprintf(stderr, "moelab bench: %s\n", ml_last_error());
-        return 1;
-    }
-    threads = set_threads(threads);
-    double peak = sgemm_peak();
-    MoelabResult r;
-    if (bench_moelab(steps, warm, &r)) {
-        fprintf(stderr, "moelab bench: %s\n", ml_last_error());
-        return 1;
-    }
-    double mirror_tps = mirror ? bench_mirror(python, threads, steps, warm) : -1;
-    double mfu = r.tok_per_s * r.flops_per_tok / peak;
-    printf("threads            %d\n", threads);
-    printf("sgemm peak         %.1f GFLOP/s\n", peak / 1e9);
-    printf("params             %zu total, %zu active; %.1f MFLOP/token\n", r.total, r.active, r.flops_per_tok / 1e6);
-    printf("moelab             %.0f tok/s  (MFU %.1f%%, router %.1f%% of step)\n", r.tok_per_s, 100 * mfu, 100 * r.router_share);
-    if (mirror_tps > 0) {
-        printf("pytorch mirror     %.0f tok/s  (MFU %.1f%%)\n", mirror_tps, 100 * mirror_tps * r.flops_per_tok / peak);
-        printf("ratio              %.2fx  (moelab / mirror)\n", r.tok_per_s / mirror_tps);
-    } else {
-        printf("pytorch mirror     not measured\n");
-    }
-    if (json) {
-        FILE *f = fopen(json, "w");
-        if (!f) {
-            fprintf(stderr, "moelab bench: cannot write %s\n", json);
-            return 1;
-        }
-        fprintf(f, "{\"threads\":%d,\"sgemm_peak_gflops\":%.2f,\"moelab_tok_per_s\":%.1f,\"mirror_tok_per_s\":%.1f,\"ratio\":%.3f,\"mfu\":%.4f,\"mirror_mfu\":%.4f,\"router_share\":%.4f}\n",
-                threads, peak / 1e9, r.tok_per_s, mirror_tps, mirror_tps > 0 ? r.tok_per_s / mirror_tps : -1.0, mfu,
-                mirror_tps > 0 ? mirror_tps * r.flops_per_tok / peak : -1.0, r.router_share);
-        fclose(f);
-    }
-    return 0;
+    if (rc) fprintf(stderr, "moelab bench: %s\n", ml_last_error());
+    return rc ? 1 : 0;
 }

@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "core/gemm.h"
 #include "core/util.h"
 #include "model/sizes.h"
 #include "io/checkpoint.h"
@@ -11,8 +12,8 @@
 #include <string.h>
 
 static void usage(void) {
-    printf("usage: moelab eval CHECKPOINT --data DIR [--split val|train] [--batch B] [--batches N] [--mode eval|infer] [--threads N] [--json]\n"
-           "                  [--router NAME] [--router-opts KEY=VALUE,...]\n\n"
+    printf("usage: moelab eval CHECKPOINT --data DIR [--split val|train] [--batch B] [--batches N] [--mode eval|infer] [--threads N]\n"
+           "                  [--precision fp32|bf16] [--router NAME] [--router-opts KEY=VALUE,...] [--json]\n\n"
            "Mean loss (nats/token) and bits per byte of CHECKPOINT (a run folder or a .safetensors file)\n"
            "on DIR/<split>.bin, overall and per domain (when the data has several). --json prints one\n"
            "object: split, mode, loss, bpb, tokens, and domains: {name: {loss, bpb, tokens}}.\n"
@@ -22,7 +23,8 @@ static void usage(void) {
            "--router-opts: the router's options at evaluation (e.g. eval_select=topk), its state kept.\n"
            "--router runs the checkpoint under another router, training-free (e.g. usmoe on a topk checkpoint:\n"
            "it reuses the router weights; its calibrated state starts empty, so infer falls back to top-k),\n"
-           "with --router-opts as that router's options.\n");
+           "with --router-opts as that router's options.\n"
+           "--precision bf16 rounds matmul inputs to bfloat16 (fp32 accumulation); checkpoints are fp32.\n");
 }
 
 static int parse_int(const char *flag, const char *v, int lo, int *out) {
@@ -83,6 +85,7 @@ int cmd_eval(int argc, char **argv) {
         else if (strcmp(f, "--batch") == 0) rc = parse_int(f, v, 1, &batch), i++;
         else if (strcmp(f, "--batches") == 0) rc = parse_int(f, v, 0, &batches), i++;
         else if (strcmp(f, "--threads") == 0) rc = parse_int(f, v, 0, &threads), i++;
+        else if (strcmp(f, "--precision") == 0 && v) rc = gemm_set_precision_name(argv[++i]);
         else if (f[0] == '-') rc = ml_fail("unknown or incomplete flag '%s' (see moelab eval --help)", f);
         else if (!ckpt) ckpt = f;
         else rc = ml_fail("unexpected argument '%s'", f);

@@ -1,4 +1,5 @@
 #include "cli/commands.h"
+#include "core/gemm.h"
 #include "core/util.h"
 #include "data/tokenizer.h"
 #include "io/checkpoint.h"
@@ -13,7 +14,7 @@
 
 static void usage(void) {
     printf("usage: moelab sample CHECKPOINT [--prompt TEXT] [--tokens N] [--temperature T] [--top-p P] [--seed S]\n"
-           "                    [--tokenizer FILE.json | --data DIR]\n\n"
+           "                    [--tokenizer FILE.json | --data DIR] [--precision fp32|bf16]\n\n"
            "Generates text with a KV cache, routing each token by the causal per-token rule.\n"
            "Byte-level models (vocab 257) need no tokenizer; BPE models need the tokenizer.json\n"
            "they were trained with, given directly or as the data folder that holds it.\n"
@@ -24,7 +25,8 @@ static void usage(void) {
            "  --seed S           sampling seed (default 1)\n"
            "  --router-opts O    the router's options for generation (e.g. mpmoe eval_select=topk)\n"
            "  --tokenizer FILE   BPE tokenizer (tokenizer.json) to encode the prompt and decode tokens\n"
-           "  --data DIR         data folder: uses DIR/tokenizer.json when it exists\n");
+           "  --data DIR         data folder: uses DIR/tokenizer.json when it exists\n"
+           "  --precision P      fp32 (default) or bf16: matmul inputs rounded to bfloat16, fp32 accumulation\n");
 }
 
 typedef struct {
@@ -90,6 +92,7 @@ int cmd_sample(int argc, char **argv) {
         else if (strcmp(f, "--temperature") == 0) rc = parse_num(f, v, 0, 100, &temp), i++;
         else if (strcmp(f, "--top-p") == 0) rc = parse_num(f, v, 1e-6, 1, &top_p), i++;
         else if (strcmp(f, "--seed") == 0) rc = parse_num(f, v, 0, 1e15, &seed), i++;
+        else if (strcmp(f, "--precision") == 0 && v) rc = gemm_set_precision_name(argv[++i]);
         else if (f[0] == '-') rc = ml_fail("unknown or incomplete flag '%s' (see moelab sample --help)", f);
         else if (!ckpt) ckpt = f;
         else rc = ml_fail("unexpected argument '%s'", f);

@@ -1,20 +1,41 @@
 #include "core/ops.h"
-#include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include "core/gemm.h"
+#include "core/vmath.h"
 #include "core/util.h"
 
-void matmul_forward(float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate) {
+static void matmul_fwd(int fp32, float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate) {
     if (n <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, outd, in, 1.0f, inp, in, w, in, accumulate ? 1.0f : 0.0f, out, outd);
+    (fp32 ? gemm_fp32 : gemm)(0, 1, n, outd, in, 1.0f, inp, in, w, in, accumulate ? 1.0f : 0.0f, out, outd);
+}
+
+static void matmul_bwd(int fp32, float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n,
+                       int in, int outd) {
+    if (n <= 0) return;
+    void (*mm)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int) =
+        fp32 ? gemm_fp32 : gemm;
+    if (dinp) mm(0, 0, n, in, outd, 1.0f, dout, outd, w, in, 1.0f, dinp, in);
+    if (dw) mm(1, 0, outd, in, n, 1.0f, dout, outd, inp, in, 1.0f, dw, in);
+}
+
+void matmul_forward(float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate) {
+    matmul_fwd(0, out, inp, w, n, in, outd, accumulate);
 }
 
 void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n, int in, int outd) {
-    if (n <= 0) return;
-    if (dinp) cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in, outd, 1.0f, dout, outd, w, in, 1.0f, dinp, in);
-    if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, outd, in, n, 1.0f, dout, outd, inp, in, 1.0f, dw, in);
+    matmul_bwd(0, dinp, dw, dout, inp, w, n, in, outd);
+}
+
+void matmul_forward_fp32(float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate) {
+    matmul_fwd(1, out, inp, w, n, in, outd, accumulate);
+}
+
+void matmul_backward_fp32(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n, int in,
+                          int outd) {
+    matmul_bwd(1, dinp, dw, dout, inp, w, n, in, outd);
 }
 
 void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int n, int d, float eps) {
@@ -57,16 +78,32 @@ void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, con
     free(part);
 }
 
-void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, int inverse) {
-    int hd = D / NH, half = hd / 2;
-    /* Angles in double: p*f in float would err by ~p*1e-7 radians, visible at 1e-5 parity. */
-    float *cs = ml_malloc((size_t)T * half * 2 * sizeof(float));
+/* cos/sin per (position, frequency), kept while T, head size, theta and pos0 stay the same:
+ * training and evaluation reuse one table for every layer, forward and backward. Called from
+ * serial code only. Angles in double: p*f in float would err by ~p*1e-7 radians, visible at
+ * 1e-5 parity. */
+static const float *rope_table(int T, int hd, float theta, int pos0) {
+    static float *cs;
+    static int kT = -1, khd, kpos0;
+    static float ktheta;
+    int half = hd / 2;
+    if (kT == T && khd == hd && ktheta == theta && kpos0 == pos0) return cs;
+    free(cs);
+    cs = ml_malloc((size_t)T * half * 2 * sizeof(float));
     for (int t = 0; t < T; t++)
         for (int i = 0; i < half; i++) {
             double ang = (double)(pos0 + t) * pow((double)theta, -2.0 * i / hd);
             cs[((size_t)t * half + i) * 2] = (float)cos(ang);
-            cs[((size_t)t * half + i) * 2 + 1] = (float)(inverse ? -sin(ang) : sin(ang));
+            cs[((size_t)t * half + i) * 2 + 1] = (float)sin(ang);
         }
+    kT = T, khd = hd, ktheta = theta, kpos0 = pos0;
+    return cs;
+}
+
+void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, int inverse) {
+    int hd = D / NH, half = hd / 2;
+    const float *cs = rope_table(T, hd, theta, pos0);
+    float sign = inverse ? -1.0f : 1.0f;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < B * T; r++) {
         const float *c = cs + (size_t)(r % T) * half * 2;
@@ -75,7 +112,7 @@ void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, 
             for (int h = 0; h < NH; h++) {
                 float *v = base + h * hd;
                 for (int i = 0; i < half; i++) {
-                    float co = c[2 * i], si = c[2 * i + 1];
+                    float co = c[2 * i], si = sign * c[2 * i + 1];
                     float a = v[i], b = v[i + half];
                     v[i] = a * co - b * si;
                     v[i + half] = b * co + a * si;
@@ -83,7 +120,6 @@ void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, 
             }
         }
     }
-    free(cs);
 }
 
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
@@ -94,20 +130,17 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
         int b = bh / NH, h = bh % NH;
         const float *q = qkv + (size_t)b * T * ld + h * hd, *k = q + D, *v = q + 2 * D;
         float *P = att + (size_t)bh * T * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, P, T);
+        gemm(0, 1, T, T, hd, scale, q, ld, k, ld, 0.0f, P, T);
         for (int i = 0; i < T; i++) {
             float *row = P + (size_t)i * T, mx = -INFINITY, sum = 0.0f;
-            for (int j = 0; j <= i; j++) mx = fmaxf(mx, row[j]);
-            for (int j = 0; j <= i; j++) {
-                row[j] = expf(row[j] - mx);
-                sum += row[j];
-            }
+            for (int j = 0; j <= i; j++) mx = vmaxf(mx, row[j]);
+            for (int j = 0; j <= i; j++) row[j] = vexpf(row[j] - mx); /* vectorised; the sum stays in order */
+            for (int j = 0; j <= i; j++) sum += row[j];
             float inv = 1.0f / sum;
             for (int j = 0; j <= i; j++) row[j] *= inv;
             for (int j = i + 1; j < T; j++) row[j] = 0.0f;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, v, ld, 0.0f,
-                    out + (size_t)b * T * D + h * hd, D);
+        gemm(0, 0, T, hd, T, 1.0f, P, T, v, ld, 0.0f, out + (size_t)b * T * D + h * hd, D);
     }
 }
 
@@ -124,8 +157,8 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
         const float *P = att + (size_t)bh * T * T, *dO = dout + (size_t)b * T * D + h * hd;
         float *dP = datt + (size_t)bh * T * T;
         /* dP = dO V^T ; dV += P^T dO */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, ld, 0.0f, dP, T);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, P, T, dO, D, 1.0f, dv, ld);
+        gemm(0, 1, T, T, hd, 1.0f, dO, D, v, ld, 0.0f, dP, T);
+        gemm(1, 0, T, hd, T, 1.0f, P, T, dO, D, 1.0f, dv, ld);
         /* softmax backward, scaled: dS = P (dP - sum_j P dP) * scale */
         for (int i = 0; i < T; i++) {
             const float *p = P + (size_t)i * T;
@@ -135,12 +168,12 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
             for (int j = i + 1; j < T; j++) d[j] = 0.0f;
         }
         /* dQ += dS K ; dK += dS^T Q */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dP, T, k, ld, 1.0f, dq, ld);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dP, T, q, ld, 1.0f, dk, ld);
+        gemm(0, 0, T, hd, T, 1.0f, dP, T, k, ld, 1.0f, dq, ld);
+        gemm(1, 0, T, hd, T, 1.0f, dP, T, q, ld, 1.0f, dk, ld);
     }
 }
 
-static inline float sigmoidf(float z) { return 1.0f / (1.0f + expf(-z)); }
+static inline float sigmoidf(float z) { return 1.0f / (1.0f + vexpf(-z)); }
 
 void swiglu_forward(float *y, float *h, float *a, const float *x, const float *w_gu, const float *w_d, int n, int D, int F) {
     if (n <= 0) return;
@@ -161,7 +194,7 @@ void swiglu_backward(float *dx, float *dw_gu, float *dw_d, float *dh, float *da,
                      const float *h, const float *a, const float *w_gu, const float *w_d, int n, int D, int F) {
     if (n <= 0) return;
     /* da = dy W_d ; dW_d += dy^T a */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, F, D, 1.0f, dy, D, w_d, F, 0.0f, da, F);
+    gemm(0, 0, n, F, D, 1.0f, dy, D, w_d, F, 0.0f, da, F);
     matmul_backward(NULL, dw_d, dy, a, w_d, n, F, D);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
@@ -185,9 +218,9 @@ float crossentropy_forward(float *losses, const float *logits, const int *target
         }
         const float *l = logits + (size_t)i * V;
         float mx = -INFINITY;
-        for (int j = 0; j < V; j++) mx = fmaxf(mx, l[j]);
+        for (int j = 0; j < V; j++) mx = vmaxf(mx, l[j]);
         double s = 0.0;
-        for (int j = 0; j < V; j++) s += expf(l[j] - mx);
+        for (int j = 0; j < V; j++) s += vexpf(l[j] - mx);
         losses[i] = (float)(mx + log(s) - l[targets[i]]);
     }
     /* Serial sum: an OpenMP float reduction combines in a run-dependent order. */
@@ -214,8 +247,9 @@ void crossentropy_backward(float *dlogits, const float *logits, const int *targe
         }
         const float *l = logits + (size_t)i * V;
         float mx = -INFINITY, s = 0.0f;
-        for (int j = 0; j < V; j++) mx = fmaxf(mx, l[j]);
-        for (int j = 0; j < V; j++) s += (d[j] = expf(l[j] - mx));
+        for (int j = 0; j < V; j++) mx = vmaxf(mx, l[j]);
+        for (int j = 0; j < V; j++) d[j] = vexpf(l[j] - mx);
+        for (int j = 0; j < V; j++) s += d[j];
         float inv = c / s;
         for (int j = 0; j < V; j++) d[j] *= inv;
         d[targets[i]] -= c;
@@ -227,8 +261,9 @@ void softmax_rows(float *out, const float *in, int n, int d) {
     for (int i = 0; i < n; i++) {
         const float *x = in + (size_t)i * d;
         float *y = out + (size_t)i * d, mx = -INFINITY, s = 0.0f;
-        for (int j = 0; j < d; j++) mx = fmaxf(mx, x[j]);
-        for (int j = 0; j < d; j++) s += (y[j] = expf(x[j] - mx));
+        for (int j = 0; j < d; j++) mx = vmaxf(mx, x[j]);
+        for (int j = 0; j < d; j++) y[j] = vexpf(x[j] - mx);
+        for (int j = 0; j < d; j++) s += y[j];
         float inv = 1.0f / s;
         for (int j = 0; j < d; j++) y[j] *= inv;
     }

@@ -1,6 +1,7 @@
 /* Forward/backward pairs over plain arrays; shapes are in the arguments.
  * Every backward accumulates (+=) into its gradient outputs. Matrices are row-major;
- * a weight W[out, in] acts as y = x W^T, like a PyTorch Linear. */
+ * a weight W[out, in] acts as y = x W^T, like a PyTorch Linear. Every matrix product goes
+ * through gemm() (core/gemm.h), which applies the precision (fp32 or bf16 inputs). */
 #ifndef MOELAB_OPS_H
 #define MOELAB_OPS_H
 #include <stddef.h>
@@ -9,6 +10,9 @@
 void matmul_forward(float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate);
 /* dinp[n, i] += dout W ; dw[o, i] += dout^T inp (either may be NULL) */
 void matmul_backward(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n, int in, int outd);
+/* The same, always in fp32 whatever the precision (router scores: selection stays fp32). */
+void matmul_forward_fp32(float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate);
+void matmul_backward_fp32(float *dinp, float *dw, const float *dout, const float *inp, const float *w, int n, int in, int outd);
 
 /* y = x / rms(x) * w, per row of length d; rstd[n] kept for the backward */
 void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int n, int d, float eps);

@@ -60,6 +60,7 @@ static const Field FIELDS[] = {
     TF("grad-clip", F_FLOAT, grad_clip, "global gradient-norm clip (0: off)"),
     TF("bad-steps", F_INT, bad_steps, "steps with a non-finite loss or gradient are skipped; this many in a row stop training"),
     TF("seed", F_U64, seed, "random seed for init and data order"),
+    TF("precision", F_STR, precision, "matmul inputs: fp32, or bf16 (fp32 accumulation, weights and optimizer)"),
 };
 #define N_FIELDS (sizeof FIELDS / sizeof FIELDS[0])
 
@@ -102,6 +103,7 @@ void config_defaults(TrainConfig *c) {
     c->grad_clip = 1.0f;
     c->seed = 1337;
     c->bad_steps = 3;
+    strcpy(c->precision, "fp32");
 }
 
 static const Field *find_field(const char *name) {
@@ -240,6 +242,8 @@ int config_validate(const TrainConfig *c) {
     if (!(c->adam_eps > 0)) return ml_fail("adam-eps must be > 0");
     if (c->grad_clip < 0) return ml_fail("grad-clip must be >= 0");
     if (c->bad_steps < 1 || c->bad_steps > 1000000) return ml_fail("bad-steps must be in 1..1000000");
+    if (strcmp(c->precision, "fp32") != 0 && strcmp(c->precision, "bf16") != 0)
+        return ml_fail("precision must be fp32 or bf16 (got '%s')", c->precision);
     return 0;
 }
 

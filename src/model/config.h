@@ -26,6 +26,7 @@ typedef struct {
     float lr, min_lr_frac, weight_decay, beta1, beta2, adam_eps, grad_clip;
     uint64_t seed;
     int bad_steps; /* non-finite steps in a row that are skipped before training stops */
+    char precision[8]; /* matmul inputs: "fp32" or "bf16" (core/gemm.h); not part of the model */
 } TrainConfig;
 
 void config_defaults(TrainConfig *c);

@@ -1,5 +1,6 @@
 /* Token-by-token decoding with a KV cache, for generation. Routing uses the causal
  * per-token rule (ROUTE_INFER): a token never sees the tokens after it. */
+#include "core/gemm.h"
 #include "core/ops.h"
 #include "core/util.h"
 #include "model/model.h"
@@ -75,6 +76,7 @@ const float *model_decode_step(Model *m, KVCache *c, int token, int pos) {
     const ModelConfig *cfg = &m->cfg;
     int L = cfg->n_layers, D = cfg->d_model, NH = cfg->n_heads;
     float rstd;
+    if (pos == 0) gemm_cast_weights(m->params, m->table.total); /* bf16: once per sequence */
     memcpy(c->x, m->p.embed + (size_t)token * D, D * sizeof(float));
     for (int l = 0; l < L; l++) {
         const BlockParams *p = &m->p.blocks[l];

@@ -1,4 +1,5 @@
 #include "model/model.h"
+#include "core/gemm.h"
 #include "core/ops.h"
 #include "core/util.h"
 #include <math.h>
@@ -72,6 +73,7 @@ void model_free(Model *m) {
             if (m->routers[l].spec && m->routers[l].spec->free) m->routers[l].spec->free(&m->routers[l]);
     free(m->routers);
     free(m->router_state);
+    gemm_forget_weights(m->params);
     free(m->params);
     free(m->grads);
     params_views_free(&m->p);
@@ -137,6 +139,7 @@ float model_forward(Model *m, const int *inputs, const int *targets, int B, int 
     m->T = T;
     m->mode = mode;
     m->router_seconds = 0.0;
+    gemm_cast_weights(m->params, m->table.total); /* bf16: once per forward, not per product */
     for (int i = 0; i < BT; i++) memcpy(a->x_in[0] + (size_t)i * D, m->p.embed + (size_t)inputs[i] * D, D * sizeof(float));
     for (int l = 0; l < L; l++) {
         const BlockParams *p = &m->p.blocks[l];

@@ -1,6 +1,7 @@
 #include "moe/moe.h"
 #include "core/ops.h"
 #include "core/util.h"
+#include "moe/experts.h"
 #include "moe/moe_ep.h"
 #include <stdlib.h>
 #include <string.h>
@@ -87,11 +88,7 @@ void moe_forward(MoEActs *a, RouterLayer *r, const BlockParams *p, const ModelCo
 #pragma omp parallel for schedule(static)
     for (int q = 0; q < P; q++) memcpy(a->xg + (size_t)a->pos[q] * D, x + (size_t)a->rt.token[q] * D, D * sizeof(float));
     if (moe_ep_active()) moe_ep_forward(a, p);
-    for (int e = 0; e < E && !moe_ep_active(); e++) { /* local experts */
-        size_t off = a->offsets[e];
-        swiglu_forward(a->y + off * D, a->h + off * 2 * F, a->a + off * F, a->xg + off * D,
-                       p->exp_gate_up + (size_t)e * 2 * F * D, p->exp_down + (size_t)e * D * F, a->counts[e], D, F);
-    }
+    else experts_forward(a, p);
     if (Fs > 0) swiglu_forward(a->sh_y, a->sh_h, a->sh_a, x, p->sh_gate_up, p->sh_down, T, D, Fs);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
@@ -109,7 +106,7 @@ void moe_forward(MoEActs *a, RouterLayer *r, const BlockParams *p, const ModelCo
 
 void moe_backward(MoEActs *a, RouterLayer *r, const BlockParams *p, BlockParams *g, const ModelConfig *m,
                   const float *x, int T, const float *dout, float *dx, float scale) {
-    int D = m->d_model, F = m->d_expert, E = m->n_experts, Fs = m->n_shared * F;
+    int D = m->d_model, F = m->d_expert, Fs = m->n_shared * F;
     int P = a->rt.n_pairs;
     /* Through the combine: each pair's output gets gate * dout; its gate gets <dout, y>. */
 #pragma omp parallel for schedule(static)
@@ -125,13 +122,7 @@ void moe_backward(MoEActs *a, RouterLayer *r, const BlockParams *p, BlockParams 
     if (r->spec->backward_outputs) r->spec->backward_outputs(r, &a->rt, a->y, a->pos, a->dy, scale);
     memset(a->dxg, 0, (size_t)P * D * sizeof(float));
     if (moe_ep_active()) moe_ep_backward(a, p, g);
-    for (int e = 0; e < E && !moe_ep_active(); e++) { /* local experts */
-        size_t off = a->offsets[e];
-        swiglu_backward(a->dxg + off * D, g->exp_gate_up + (size_t)e * 2 * F * D, g->exp_down + (size_t)e * D * F,
-                        a->dh + off * 2 * F, a->da + off * F, a->dy + off * D, a->xg + off * D, a->h + off * 2 * F,
-                        a->a + off * F, p->exp_gate_up + (size_t)e * 2 * F * D, p->exp_down + (size_t)e * D * F,
-                        a->counts[e], D, F);
-    }
+    else experts_backward(a, p, g);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         float *o = dx + (size_t)t * D;

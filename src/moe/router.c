@@ -24,7 +24,7 @@ void routing_free(Routing *rt) {
 }
 
 void router_linear_softmax(const float *x, const float *w, int T, int D, int E, float *logits, float *probs) {
-    matmul_forward(logits, x, w, T, D, E, 0);
+    matmul_forward_fp32(logits, x, w, T, D, E, 0);
     softmax_rows(probs, logits, T, E);
 }
 
@@ -111,5 +111,5 @@ void router_softmax_backward(float *dlogits, const float *probs, const float *dp
 }
 
 void router_linear_backward(const float *x, const float *w, const float *dlogits, int T, int D, int E, float *dw, float *dx) {
-    matmul_backward(dx, dw, dlogits, x, w, T, D, E);
+    matmul_backward_fp32(dx, dw, dlogits, x, w, T, D, E);
 }

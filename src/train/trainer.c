@@ -1,4 +1,5 @@
 #include "train/trainer.h"
+#include "core/gemm.h"
 #include "core/util.h"
 #include "io/checkpoint.h"
 #include "metrics/metrics.h"
@@ -343,7 +344,8 @@ int train_run(TrainArgs *a) {
     if (rc == 0) rc = train_dist_setup(r, a, setup(r, a));
     if (rc == 0) {
         set_threads(r->tc.threads);
-        rc = loop(r, a);
+        rc = gemm_set_precision_name(r->tc.precision);
+        if (rc == 0) rc = loop(r, a);
     }
     teardown(r);
     char ckpt[4096];

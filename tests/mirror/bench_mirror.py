@@ -1,7 +1,7 @@
 """Training-throughput benchmark of the PyTorch mirror (float32, CPU), the baseline the C
 trainer is compared with.
 
-Usage: /usr/bin/python3 tests/mirror/bench_mirror.py --threads N --steps S [--warmup-steps W]
+Usage: /usr/bin/python3 tests/mirror/bench_mirror.py --threads N --steps S [--warmup-steps W] [--autocast-bf16]
        [--d-model 256 --layers 4 --heads 4 --experts 8 --topk 2 --d-expert 512 --seq-len 256
         --batch 16 --vocab 256 ...]
 
@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10, help="timed steps")
     ap.add_argument("--warmup-steps", "--warmup_steps", dest="warmup_steps", type=int, default=2,
                     help="untimed steps first")
+    ap.add_argument("--autocast-bf16", action="store_true", help="forward under torch.autocast('cpu', bfloat16)")
     for k, v in {**MODEL_DEFAULTS, **TRAIN_DEFAULTS}.items():
         ap.add_argument("--" + k.replace("_", "-"), "--" + k, dest=k, type=type(v), default=v)
     args = ap.parse_args()
@@ -54,7 +55,7 @@ def main():
         data = torch.randint(0, V, (B, T + 1))
         inputs, targets = data[:, :-1], data[:, 1:]
         t0 = time.perf_counter()
-        ce, norm, lr = mirror.train_step(params, opt, cfg, tc, s, inputs, targets)
+        ce, norm, lr = mirror.train_step(params, opt, cfg, tc, s, inputs, targets, args.autocast_bf16)
         ce = float(ce)  # forces completion
         dt = time.perf_counter() - t0
         losses.append(ce)
@@ -67,6 +68,7 @@ def main():
         "step_s": [round(t, 6) for t in times],
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "autocast_bf16": args.autocast_bf16,
         "tokens_per_step": B * T,
         "params": n_params,
         "final_loss": losses[-1] if losses else None,

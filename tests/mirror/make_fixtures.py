@@ -6,6 +6,10 @@ Each fixture holds a config (metadata "config"), initial parameters, one batch, 
 float64 reference (stored as F32): logits, losses, routing, gradients and a 10-step
 AdamW trajectory on that batch. Routing is checked to have no near-ties so the top-k
 choices are the same in fp32 and fp64.
+
+The parity_bf16_* fixtures hold the same for moelab's --precision bf16 (config key
+"precision": "bf16"): the mirror's bf16 mode, still accumulated in float64. bf16 rounding
+moves router inputs by ~1e-3, so their routing must clear a wider gap.
 """
 import argparse
 import copy
@@ -22,6 +26,8 @@ import mirror  # noqa: E402
 
 GAP_INIT = 1e-4   # min gap between the k-th and (k+1)-th probability at the initial params
 GAP_TRAJ = 2e-5   # same, at every step of the trajectory
+GAP_BF16 = 5e-4   # the bf16 fixtures: initial gap
+GAP_BF16_TRAJ = 1e-4
 TRAJ_STEPS = 10
 ROUTER_SCALE = 15.0  # mpmoe fixtures: router weights times this
 STAT_BATCHES = 4     # mpmoe fixtures: batches whose routing makes the initial counts
@@ -99,7 +105,7 @@ def mpmoe_state(params, cfg, B, gen):
     return ms
 
 
-def build(cfg, tc, B, seed):
+def build(cfg, tc, B, seed, bf16=False):
     """One attempt: returns the fixture contents or None when routing has near-ties."""
     gen = torch.Generator().manual_seed(seed)
     params = mirror.init_params(cfg, dtype=torch.float64, generator=gen, std=0.02, norm_noise=0.1)
@@ -117,9 +123,9 @@ def build(cfg, tc, B, seed):
     targets = torch.randint(0, V, (B, T), generator=gen)
 
     init = {n: p.detach().clone() for n, p in params.items()}
-    out = mirror.forward(params, cfg, inputs, targets, details=True, mstate=ms)
+    out = mirror.forward(params, cfg, inputs, targets, details=True, mstate=ms, bf16=bf16)
     gap0 = min_gap(out["routes"], cfg.topk, cfg.experts) if ms is None else ms.min_margin
-    if gap0 < (GAP_INIT if ms is None else MARGIN_INIT):
+    if gap0 < ((GAP_BF16 if bf16 else GAP_INIT) if ms is None else MARGIN_INIT):
         return None, f"initial gap {gap0:.2e}"
     for p in params.values():
         p.grad = None
@@ -138,7 +144,7 @@ def build(cfg, tc, B, seed):
             p.grad = None
         if ms is not None:
             ms.min_margin = float("inf")
-        o = mirror.forward(params, cfg, inputs, targets, details=True, mstate=ms)
+        o = mirror.forward(params, cfg, inputs, targets, details=True, mstate=ms, bf16=bf16)
         gaps.append(min_gap(o["routes"], cfg.topk, cfg.experts) if ms is None else ms.min_margin)
         o["total"].backward()
         norm = torch.nn.utils.clip_grad_norm_(plist, tc.grad_clip) if tc.grad_clip > 0 else None
@@ -150,7 +156,7 @@ def build(cfg, tc, B, seed):
             ms.after_step(s + 1)
         traj_loss.append(float(o["ce"]))
         traj_norm.append(float(norm))
-    if min(gaps) < (GAP_TRAJ if ms is None else MARGIN_TRAJ):
+    if min(gaps) < ((GAP_BF16_TRAJ if bf16 else GAP_TRAJ) if ms is None else MARGIN_TRAJ):
         return None, f"trajectory gap {min(gaps):.2e} at step {gaps.index(min(gaps))}"
 
     BT = B * T
@@ -182,7 +188,7 @@ def build(cfg, tc, B, seed):
     return tensors, info
 
 
-def make(out_dir, name, model_kw, train_kw, B, seed):
+def make(out_dir, name, model_kw, train_kw, B, seed, bf16=False):
     cfg = mirror.ModelCfg(**model_kw)
     for key in ("rope_theta", "norm_eps", "aux_coef", "z_coef"):
         setattr(cfg, key, f32(getattr(cfg, key)))
@@ -193,9 +199,11 @@ def make(out_dir, name, model_kw, train_kw, B, seed):
     conf.update(mirror.ModelCfg(**model_kw).to_dict())
     conf.update(mirror.TrainCfg(batch=B, grad_accum=1, steps=TRAJ_STEPS, **train_kw).to_dict())
     conf["seed"] = seed
+    if bf16:
+        conf["precision"] = "bf16"
     for attempt in range(200):
         torch.manual_seed(seed + attempt)
-        tensors, info = build(cfg, tc, B, seed + 1000 * attempt)
+        tensors, info = build(cfg, tc, B, seed + 1000 * attempt, bf16)
         if tensors is not None:
             break
         print(f"{name}: attempt {attempt} rejected ({info}), reseeding", file=sys.stderr)
@@ -221,6 +229,11 @@ FIXTURES = {
                             shared=0, dense_layers=1, renorm=0, tie_embeddings=1, aux_coef=0.01, z_coef=0.001), 2, 2),
     "parity_top1": (dict(layers=2, d_model=16, heads=2, seq_len=8, vocab=32, experts=4, topk=1, d_expert=8,
                          shared=1, dense_layers=0, renorm=0, tie_embeddings=0, aux_coef=0.01, z_coef=0.001), 2, 3),
+    "parity_bf16_moe": (dict(layers=2, d_model=32, heads=4, seq_len=8, vocab=64, experts=4, topk=2, d_expert=16,
+                             shared=1, dense_layers=0, renorm=1, tie_embeddings=0, aux_coef=0.01, z_coef=0.001), 2, 5),
+    "parity_bf16_variant": (dict(layers=3, d_model=16, heads=2, seq_len=8, vocab=32, experts=4, topk=2, d_expert=8,
+                                 shared=0, dense_layers=1, renorm=0, tie_embeddings=1, aux_coef=0.01, z_coef=0.001),
+                            2, 6),
     "parity_dense": (dict(layers=2, d_model=16, heads=2, seq_len=8, vocab=32, experts=1, topk=1, d_expert=16,
                           shared=0, dense_layers=1, d_dense=24, renorm=1, tie_embeddings=0, aux_coef=0.01,
                           z_coef=0.001), 2, 4),
@@ -301,7 +314,7 @@ def main():
     for name, (model_kw, B, seed) in FIXTURES.items():
         if only and name not in only:
             continue
-        make(args.out, name, model_kw, TRAIN, B, seed)
+        make(args.out, name, model_kw, TRAIN, B, seed, bf16=name.startswith("parity_bf16_"))
     if not only or "route_mpmoe" in only:
         make_route(args.out)
 

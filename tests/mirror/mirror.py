@@ -3,6 +3,11 @@
 Parameters are a plain dict name -> tensor (leaf tensors with requires_grad), with the
 names, shapes and order of docs/model.md / src/model/params.c. The same code runs in
 float64 (parity fixtures) and float32 (benchmark).
+
+bf16 mode (forward(..., bf16=True)) mirrors moelab's --precision bf16: every matrix product
+except the router's rounds both inputs to bfloat16 and accumulates in the working dtype; its
+backward rounds the incoming gradient and the saved inputs the same way. Everything else
+(norms, softmax, RoPE, router, losses) stays in the working dtype.
 """
 import math
 from dataclasses import dataclass, fields
@@ -122,6 +127,33 @@ def init_params(cfg, dtype=torch.float32, generator=None, std=0.02, norm_noise=0
 # building blocks
 
 
+def bf16_round(x):
+    return x.to(torch.bfloat16).to(x.dtype)
+
+
+class BF16MatMul(torch.autograd.Function):
+    """a @ b with bf16-rounded inputs; da = bf(g) bf(b)^T, db = bf(a)^T bf(g), as moelab's gemm."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        ctx.save_for_backward(a, b)
+        return bf16_round(a) @ bf16_round(b)
+
+    @staticmethod
+    def backward(ctx, g):
+        a, b = ctx.saved_tensors
+        g = bf16_round(g)
+        return g @ bf16_round(b).transpose(-1, -2), bf16_round(a).transpose(-1, -2) @ g
+
+
+def matmul(a, b, bf16):
+    return BF16MatMul.apply(a, b) if bf16 else torch.matmul(a, b)
+
+
+def linear(x, w, bf16):
+    return BF16MatMul.apply(x, w.t()) if bf16 else F.linear(x, w)
+
+
 def rmsnorm(x, w, eps):
     return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
 
@@ -140,26 +172,29 @@ def rope(x, cos, sin):
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
-def attention(xn, wqkv, wo, B, T, NH, cos, sin, mask):
+def attention(xn, wqkv, wo, B, T, NH, cos, sin, mask, bf16=False):
     BT, D = xn.shape
     hd = D // NH
-    q, k, v = F.linear(xn, wqkv).view(B, T, 3, NH, hd).unbind(dim=2)
+    q, k, v = linear(xn, wqkv, bf16).view(B, T, 3, NH, hd).unbind(dim=2)
     q = q.transpose(1, 2)  # [B, NH, T, hd]
     k = k.transpose(1, 2)
     v = v.transpose(1, 2)
-    q = rope(q, cos, sin) * (1.0 / math.sqrt(hd))  # scale the [T, hd] queries, not the [T, T] scores
     k = rope(k, cos, sin)
-    s = torch.matmul(q, k.transpose(-1, -2))
+    if bf16:  # moelab scales the fp32 product of the rounded q and k
+        s = matmul(rope(q, cos, sin), k.transpose(-1, -2), bf16) * (1.0 / math.sqrt(hd))
+    else:
+        q = rope(q, cos, sin) * (1.0 / math.sqrt(hd))  # scale the [T, hd] queries, not the [T, T] scores
+        s = torch.matmul(q, k.transpose(-1, -2))
     s = s.masked_fill(mask, float("-inf"))
     att = torch.softmax(s, dim=-1)
-    y = torch.matmul(att, v).transpose(1, 2).reshape(BT, D)
-    return F.linear(y, wo)
+    y = matmul(att, v, bf16).transpose(1, 2).reshape(BT, D)
+    return linear(y, wo, bf16)
 
 
-def swiglu(x, w_gu, w_d):
-    hg, hu = F.linear(x, w_gu).chunk(2, dim=-1)  # rows 0..F-1 gate, F..2F-1 up
+def swiglu(x, w_gu, w_d, bf16=False):
+    hg, hu = linear(x, w_gu, bf16).chunk(2, dim=-1)  # rows 0..F-1 gate, F..2F-1 up
     a = F.silu(hg) * hu
-    return F.linear(a, w_d)
+    return linear(a, w_d, bf16)
 
 
 def topk_router(xn, w_router, cfg):
@@ -369,7 +404,7 @@ def mpmoe_router(xn, w_router, cfg, ms, l, train):
     return sel, g, {"aux": aux, "z": z}, probs
 
 
-def moe_experts(xn, sel, g, w_gu, w_d):
+def moe_experts(xn, sel, g, w_gu, w_d, bf16=False):
     """sum over pairs (t, e, g) of g * SwiGLU_e(x_t): gather per expert, run, index_add back."""
     BT, D = xn.shape
     E = w_gu.shape[0]
@@ -384,15 +419,15 @@ def moe_experts(xn, sel, g, w_gu, w_d):
     outs = []
     for e, xe in enumerate(xs.split(counts, dim=0)):
         if xe.shape[0] > 0:
-            outs.append(swiglu(xe, w_gu[e], w_d[e]))
+            outs.append(swiglu(xe, w_gu[e], w_d[e], bf16))
     ys = torch.cat(outs, dim=0) * gates[:, None]
-    return torch.zeros_like(xn).index_add(0, tok, ys)
+    return torch.zeros_like(xn).index_add(0, tok, ys.to(xn.dtype))  # autocast: ys may be bf16
 
 
-def forward(params, cfg, inputs, targets=None, details=False, mstate=None, train=True):
+def forward(params, cfg, inputs, targets=None, details=False, mstate=None, train=True, bf16=False):
     """inputs/targets [B, T] long. Returns dict: logits [BT,V], ce, total, router losses per
     MoE block (unscaled) and, with details, routing per MoE block (sel, gates).
-    mstate: the MpmoeState of an mpmoe model; train: a training forward (counts kept)."""
+    mstate: the MpmoeState of an mpmoe model; train: a training forward (counts kept); bf16: see above."""
     B, T = inputs.shape
     D, NH = cfg.d_model, cfg.heads
     emb = params["embed.weight"]
@@ -404,26 +439,28 @@ def forward(params, cfg, inputs, targets=None, details=False, mstate=None, train
     for l in range(cfg.layers):
         p = f"layers.{l}."
         xn = rmsnorm(x, params[p + "attn_norm.weight"], cfg.norm_eps)
-        x = x + attention(xn, params[p + "attn.wqkv.weight"], params[p + "attn.wo.weight"], B, T, NH, cos, sin, mask)
+        x = x + attention(xn, params[p + "attn.wqkv.weight"], params[p + "attn.wo.weight"], B, T, NH, cos, sin, mask,
+                          bf16)
         xn = rmsnorm(x, params[p + "ffn_norm.weight"], cfg.norm_eps)
         if cfg.is_moe(l):
             if cfg.router == "mpmoe":
                 sel, g, losses, probs = mpmoe_router(xn, params[p + "moe.router.weight"], cfg, mstate, l, train)
             else:
                 sel, g, losses, probs = topk_router(xn, params[p + "moe.router.weight"], cfg)
-            y = moe_experts(xn, sel, g, params[p + "moe.experts.gate_up.weight"], params[p + "moe.experts.down.weight"])
+            y = moe_experts(xn, sel, g, params[p + "moe.experts.gate_up.weight"], params[p + "moe.experts.down.weight"],
+                            bf16)
             if cfg.shared > 0:
-                y = y + swiglu(xn, params[p + "moe.shared.gate_up.weight"], params[p + "moe.shared.down.weight"])
+                y = y + swiglu(xn, params[p + "moe.shared.gate_up.weight"], params[p + "moe.shared.down.weight"], bf16)
             aux_l.append(losses["aux"])
             z_l.append(losses["z"])
             if details:
                 routes[l] = (sel.detach(), g.detach(), probs.detach())
         else:
-            y = swiglu(xn, params[p + "ffn.gate_up.weight"], params[p + "ffn.down.weight"])
+            y = swiglu(xn, params[p + "ffn.gate_up.weight"], params[p + "ffn.down.weight"], bf16)
         x = x + y
     x = rmsnorm(x, params["norm.weight"], cfg.norm_eps)
     head = params["embed.weight"] if cfg.tie_embeddings else params["lm_head.weight"]
-    logits = F.linear(x, head)
+    logits = linear(x, head, bf16)
     out = {"logits": logits, "aux": aux_l, "z": z_l, "routes": routes}
     if targets is not None:
         ce = F.cross_entropy(logits, targets.reshape(-1))
@@ -454,11 +491,13 @@ def make_optimizer(params, tc, foreach=None):
     return torch.optim.AdamW(groups, lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.adam_eps, foreach=foreach)
 
 
-def train_step(params, opt, cfg, tc, step, inputs, targets):
-    """One optimizer step (grad_accum 1). Returns (ce, pre-clip grad norm, lr)."""
+def train_step(params, opt, cfg, tc, step, inputs, targets, autocast_bf16=False):
+    """One optimizer step (grad_accum 1). Returns (ce, pre-clip grad norm, lr). autocast_bf16 runs
+    the forward under torch.autocast("cpu", torch.bfloat16), PyTorch's own CPU mixed precision."""
     for p in params.values():
         p.grad = None
-    out = forward(params, cfg, inputs, targets)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast_bf16):
+        out = forward(params, cfg, inputs, targets)
     out["total"].backward()
     plist = list(params.values())
     if tc.grad_clip > 0:

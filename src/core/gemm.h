@@ -1,0 +1,47 @@
+/* The one matrix-product entry point of moelab. In fp32 it is cblas_sgemm; in bf16 the
+ * inputs are rounded to bfloat16 and multiplied by oneDNN matmul primitives (cached per
+ * shape) with fp32 accumulation and an fp32 result. Everything else stays fp32. */
+#ifndef MOELAB_GEMM_H
+#define MOELAB_GEMM_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { PREC_FP32 = 0, PREC_BF16 = 1 } Precision;
+
+/* "fp32" or "bf16"; -1 (ml_fail) otherwise. */
+int precision_parse(const char *name, Precision *out);
+const char *precision_name(Precision p);
+/* Process-wide. bf16 fails (ml_fail, nothing changed) when oneDNN has no bf16 matmul for
+ * this CPU (below AVX-512); on AVX-512 without native bf16 oneDNN emulates it. */
+int gemm_set_precision(Precision p);
+Precision gemm_precision(void);
+/* precision_parse + gemm_set_precision. */
+int gemm_set_precision_name(const char *name);
+
+/* Row-major C[M,N] = alpha op(A) op(B) + beta C, as cblas_sgemm; op(X) = X^T when tX.
+ * beta is 0 or 1. Safe to call from inside an OpenMP parallel region. */
+void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+          float beta, float *C, int ldc);
+
+/* Always fp32 (cblas_sgemm), whatever the precision. */
+void gemm_fp32(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
+               float beta, float *C, int ldc);
+
+/* bf16: rounds w[0..n) once into a shadow copy that every later gemm whose B lies in w
+ * reads instead of rounding B again. Call again whenever w changes (each forward). */
+void gemm_cast_weights(const float *w, size_t n);
+/* Drops the shadow of w (before w is freed, so a later buffer at its address is not mistaken for it). */
+void gemm_forget_weights(const float *w);
+
+/* Round to nearest even, the rounding PyTorch's .to(torch.bfloat16) uses. */
+static inline uint16_t bf16_round(float f) {
+    union { float f; uint32_t u; } v = {f};
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); /* quiet NaN */
+    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+static inline float bf16_to_float(uint16_t h) {
+    union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+    return v.f;
+}
+
+#endif

@@ -1,0 +1,31 @@
+/* Branch-free float math that compilers vectorise: libm's expf and fmaxf are calls that keep
+ * the elementwise loops (SwiGLU, softmax, cross-entropy) scalar. */
+#ifndef MOELAB_VMATH_H
+#define MOELAB_VMATH_H
+#include <stdint.h>
+#include <string.h>
+
+static inline float vmaxf(float a, float b) { return a > b ? a : b; }
+
+/* e^x within 2 ulp of expf for x in [-87.3, 88.3] (clamped outside: e^-87.3 ~ 1e-38 stands
+ * in for 0). x = n ln2 + f, |f| <= ln2/2, e^f by Cephes' degree-7 polynomial. */
+static inline float vexpf(float x) {
+    x = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;
+    float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest: 1.5 * 2^23 */
+    float f = x - n * 0.693359375f + n * 2.12194440e-4f;   /* ln2 in two parts: exact n * hi */
+    float p = 1.9875691500e-4f;
+    p = p * f + 1.3981999507e-3f;
+    p = p * f + 8.3334519073e-3f;
+    p = p * f + 4.1665795894e-2f;
+    p = p * f + 1.6666665459e-1f;
+    p = p * f + 5.0000001201e-1f;
+    p = p * f * f + f + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float vsigmoidf(float z) { return 1.0f / (1.0f + vexpf(-z)); }
+
+#endif

@@ -1,0 +1,43 @@
+#include "moe/experts.h"
+#include "core/ops.h"
+#include <omp.h>
+
+/* With many small slices (fine-grained experts) a product per slice is too small to split
+ * across threads and each parallel region costs a fork and a join: the threads take whole
+ * experts instead, biggest first, each running its experts' products on one thread. Slices
+ * are disjoint in rows and in weights, so any assignment gives the same result. */
+static int by_expert(const MoEActs *a) {
+    int nt = omp_get_max_threads();
+    return nt > 1 && a->E >= 2 * nt;
+}
+
+static void forward_one(MoEActs *a, const BlockParams *p, int e) {
+    size_t off = a->offsets[e], D = a->D, F = a->F;
+    swiglu_forward(a->y + off * D, a->h + off * 2 * F, a->a + off * F, a->xg + off * D, p->exp_gate_up + e * 2 * F * D,
+                   p->exp_down + e * D * F, a->counts[e], (int)D, (int)F);
+}
+
+static void backward_one(MoEActs *a, const BlockParams *p, BlockParams *g, int e) {
+    size_t off = a->offsets[e], D = a->D, F = a->F;
+    swiglu_backward(a->dxg + off * D, g->exp_gate_up + e * 2 * F * D, g->exp_down + e * D * F, a->dh + off * 2 * F,
+                    a->da + off * F, a->dy + off * D, a->xg + off * D, a->h + off * 2 * F, a->a + off * F,
+                    p->exp_gate_up + e * 2 * F * D, p->exp_down + e * D * F, a->counts[e], (int)D, (int)F);
+}
+
+void experts_forward(MoEActs *a, const BlockParams *p) {
+    if (!by_expert(a)) {
+        for (int e = 0; e < a->E; e++) forward_one(a, p, e);
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int e = 0; e < a->E; e++) forward_one(a, p, e);
+}
+
+void experts_backward(MoEActs *a, const BlockParams *p, BlockParams *g) {
+    if (!by_expert(a)) {
+        for (int e = 0; e < a->E; e++) backward_one(a, p, g, e);
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int e = 0; e < a->E; e++) backward_one(a, p, g, e);
+}
