@@ -29,7 +29,8 @@ for shape in experiment bench; do
         [ $who = topk ] && g="" || g=$gen
         for i in $(seq 1 "$reps"); do
             j=$out/$shape-$who-$i.json
-            "$BIN" bench --router "$who" "${flag[@]}" --threads "$threads" --gen-opts "$g" --json "$j" \
+            # a result already in OUT is kept: rerun with the same OUT to resume
+            [ -s "$j" ] || "$BIN" bench --router "$who" "${flag[@]}" --threads "$threads" --gen-opts "$g" --json "$j" \
                 >"$out/$shape-$who-$i.txt" 2>"$out/$shape-$who-$i.err" || { cat "$out/$shape-$who-$i.err" >&2; exit 1; }
             echo "$shape $who run $i: ratio $(field ratio "$j"), router share $(field router_share "$j")"
         done
