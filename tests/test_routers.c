@@ -145,7 +145,9 @@ static double fd_check(const char *name, Layer *c, float *x, const float *grad, 
         x[i] = save;
         if (sp != base || sm != base) continue;
         checked++;
-        double fd = (lp - lm) / (2.0 * h), an = grad[i], err = fabs(fd - an) / (fmax(fabs(fd), fabs(an)) + 1e-3);
+        /* fp32 forwards and h = 1e-2 leave ~1e-4 of absolute error in fd (seen on unit-norm
+         * orthogonality terms), so small entries are compared against a floor of 5e-3. */
+        double fd = (lp - lm) / (2.0 * h), an = grad[i], err = fabs(fd - an) / (fmax(fabs(fd), fabs(an)) + 5e-3);
         worst = fmax(worst, err);
         CHECK(err < 2e-2, "%s[%zu]: analytic %.6g vs numeric %.6g", name, i, an, fd);
     }
