@@ -9,8 +9,11 @@ static inline float vmaxf(float a, float b) { return a > b ? a : b; }
 
 /* e^x within 2 ulp of expf for x in [-87.3, 88.3] (clamped outside: e^-87.3 ~ 1e-38 stands
  * in for 0). x = n ln2 + f, |f| <= ln2/2, e^f by Cephes' degree-7 polynomial. */
-static inline float vexpf(float x) {
-    x = x < -87.3f ? -87.3f : x > 88.3f ? 88.3f : x;
+static inline float vexpf(float x0) {
+    /* A NaN takes the lower clamp here, so the exponent bits below stay defined, and is
+     * given back at the end: a non-finite loss must stay visible to the trainer's guard. */
+    float x = x0 > -87.3f ? x0 : -87.3f;
+    x = x < 88.3f ? x : 88.3f;
     float n = (x * 1.44269504f + 12582912.0f) - 12582912.0f; /* round to nearest: 1.5 * 2^23 */
     float f = x - n * 0.693359375f + n * 2.12194440e-4f;   /* ln2 in two parts: exact n * hi */
     float p = 1.9875691500e-4f;
@@ -20,10 +23,11 @@ static inline float vexpf(float x) {
     p = p * f + 1.6666665459e-1f;
     p = p * f + 5.0000001201e-1f;
     p = p * f * f + f + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    float r = p * scale;
+    return x0 == x0 ? r : x0;
 }
 
 static inline float vsigmoidf(float z) { return 1.0f / (1.0f + vexpf(-z)); }
