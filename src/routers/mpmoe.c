@@ -9,6 +9,7 @@
 #include "core/util.h"
 #include "moe/router.h"
 #include "routers/extras.h"
+#include "routers/shared.h"
 #include <math.h>
 #include <omp.h>
 #include <stddef.h>
@@ -46,13 +47,12 @@ static const RouterOption MPMOE_OPTIONS[] = {
 
 typedef struct {
     MpmoeOpts o;
-    float *logits, *probs, *lse, *dprobs, *dlogits;
+    Scorer sc;     /* logits, probs, their gradients, lse; counts: pairs per expert (aux loss) */
     float *sigma;  /* [E*E] float copy of the state's Sigma, refreshed every forward */
     float *work;   /* per thread mpmoe_work_len floats */
-    int *counts;   /* [E] pairs per expert of the last forward (aux loss) */
     int renorm;    /* gates of the last forward renormalised over the chosen set */
     Extras ex;
-    size_t cap_tokens, work_len;
+    size_t work_len;
     int threads;
 } MpmoeScratch;
 
@@ -159,7 +159,7 @@ static int mpmoe_init(RouterLayer *r) {
         return ml_fail("router mpmoe: these options need router state the model was not made with");
     MpmoeScratch *s = ml_calloc(1, sizeof *s);
     s->o = o;
-    s->counts = ml_calloc(r->E, sizeof(int));
+    scorer_init(&s->sc, r->E);
     s->sigma = ml_malloc((size_t)r->E * r->E * sizeof(float));
     s->work_len = mpmoe_work_len(r->E, r->k);
     r->priv = s;
@@ -175,27 +175,20 @@ static void mpmoe_free(RouterLayer *r) {
     r->pending = NULL;
     if (!s) return;
     extras_free(&s->ex);
-    float *bufs[] = {s->logits, s->probs, s->lse, s->dprobs, s->dlogits, s->sigma, s->work};
-    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-    free(s->counts);
+    scorer_free(&s->sc);
+    free(s->sigma);
+    free(s->work);
     free(s);
     r->priv = NULL;
 }
 
-static void reserve(MpmoeScratch *s, int T, int E) {
+static void reserve(MpmoeScratch *s, int T) {
     int threads = omp_get_max_threads(); /* may have grown since init */
     if (threads > s->threads) {
         s->work = ml_realloc(s->work, s->work_len * threads * sizeof(float));
         s->threads = threads;
     }
-    if ((size_t)T <= s->cap_tokens) return;
-    size_t n = (size_t)T * E;
-    s->logits = ml_realloc(s->logits, n * sizeof(float));
-    s->probs = ml_realloc(s->probs, n * sizeof(float));
-    s->dprobs = ml_realloc(s->dprobs, n * sizeof(float));
-    s->dlogits = ml_realloc(s->dlogits, n * sizeof(float));
-    s->lse = ml_realloc(s->lse, (size_t)T * sizeof(float));
-    s->cap_tokens = T;
+    scorer_reserve(&s->sc, T);
 }
 
 /* The published warm-up runs top-k for the first floor(fraction * steps) optimizer steps. */
@@ -234,8 +227,8 @@ static void add_counts(RouterLayer *r, const Routing *rt, int T) {
 static void mpmoe_forward(RouterLayer *r, const float *x, const float *w, int T, Routing *rt) {
     MpmoeScratch *s = r->priv;
     int E = r->E, k = r->k;
-    reserve(s, T, E);
-    router_linear_softmax(x, w, T, r->D, E, s->logits, s->probs);
+    reserve(s, T);
+    router_linear_softmax(x, w, T, r->D, E, s->sc.logits, s->sc.probs);
     routing_reserve(rt, T * k);
     rt->n_tokens = T;
     rt->n_pairs = T * k;
@@ -247,10 +240,10 @@ static void mpmoe_forward(RouterLayer *r, const float *x, const float *w, int T,
     for (size_t i = 0; i < (size_t)E * E; i++) s->sigma[i] = built ? (float)sd[i] : (float)(i % (E + 1) == 0);
     float eps = built ? (float)r->state[MPMOE_EPS(E)] : (float)MPMOE_EPS_REF;
     s->renorm = renorm;
-    const float *sel = extras_scores(&s->ex, s->probs, T); /* biased scores select, p gates */
+    const float *sel = extras_scores(&s->ex, s->sc.probs, T); /* biased scores select, p gates */
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
-        const float *p = s->probs + (size_t)t * E;
+        const float *p = s->sc.probs + (size_t)t * E;
         int *idx = rt->expert + (size_t)t * k;
         const float *q = sel + (size_t)t * E;
         if (greedy) mpmoe_greedy(q, s->sigma, E, k, eps, s->work + s->work_len * omp_get_thread_num(), idx, NULL);
@@ -262,14 +255,14 @@ static void mpmoe_forward(RouterLayer *r, const float *x, const float *w, int T,
             rt->gate[(size_t)t * k + j] = renorm ? p[idx[j]] / sum : p[idx[j]];
         }
     }
-    memset(s->counts, 0, E * sizeof(int));
-    for (int i = 0; i < T * k; i++) s->counts[rt->expert[i]]++;
+    memset(s->sc.counts, 0, E * sizeof(int));
+    for (int i = 0; i < T * k; i++) s->sc.counts[rt->expert[i]]++;
     if (r->mode == ROUTE_TRAIN) add_counts(r, rt, T);
-    r->probs = s->probs;
+    r->probs = s->sc.probs;
     r->n_losses = 2;
-    r->losses[0] = (RouterLoss){"aux", router_switch_aux(s->probs, s->counts, T, E, k), r->cfg->aux_coef};
-    r->losses[1] = (RouterLoss){"z", router_z_loss(s->logits, T, E, s->lse), r->cfg->z_coef};
-    extras_forward(&s->ex, r, s->probs, rt, T);
+    r->losses[0] = (RouterLoss){"aux", router_switch_aux(s->sc.probs, s->sc.counts, T, E, k), r->cfg->aux_coef};
+    r->losses[1] = (RouterLoss){"z", router_z_loss(s->sc.logits, T, E, s->sc.lse), r->cfg->z_coef};
+    extras_forward(&s->ex, r, s->sc.probs, rt, T);
 }
 
 static void mpmoe_backward_outputs(RouterLayer *r, const Routing *rt, const float *y, const int *pos, float *dy,
@@ -281,15 +274,14 @@ static void mpmoe_backward(RouterLayer *r, const float *x, const float *w, int T
                            float scale, float *dw, float *dx) {
     MpmoeScratch *s = r->priv;
     int E = r->E, k = r->k;
-    memset(s->dprobs, 0, (size_t)T * E * sizeof(float));
-    memset(s->dlogits, 0, (size_t)T * E * sizeof(float));
+    scorer_zero_grads(&s->sc, T);
     dgate = extras_dgate(&s->ex, rt, dgate, scale);
-    router_prob_gates_backward(s->dprobs, s->probs, rt, dgate, T, E, k, s->renorm);
-    router_switch_aux_backward(s->dprobs, s->counts, T, E, k, r->cfg->aux_coef * scale);
-    extras_dscores(&s->ex, s->dprobs, s->probs, T, scale);
-    router_softmax_backward(s->dlogits, s->probs, s->dprobs, T, E);
-    router_z_loss_backward(s->dlogits, s->probs, s->lse, T, E, r->cfg->z_coef * scale);
-    router_linear_backward(x, w, s->dlogits, T, r->D, E, dw, dx);
+    router_prob_gates_backward(s->sc.dprobs, s->sc.probs, rt, dgate, T, E, k, s->renorm);
+    router_switch_aux_backward(s->sc.dprobs, s->sc.counts, T, E, k, r->cfg->aux_coef * scale);
+    extras_dscores(&s->ex, s->sc.dprobs, s->sc.probs, T, scale);
+    router_softmax_backward(s->sc.dlogits, s->sc.probs, s->sc.dprobs, T, E);
+    router_z_loss_backward(s->sc.dlogits, s->sc.probs, s->sc.lse, T, E, r->cfg->z_coef * scale);
+    router_linear_backward(x, w, s->sc.dlogits, T, r->D, E, dw, dx);
 }
 
 /* Folds the (possibly all-reduced) counts of this step into the state, then rebuilds
