@@ -116,6 +116,39 @@ static void test_bf16_in_parallel(void) {
     free(A), free(B), free(C), free(R);
 }
 
+/* A backward pair, dX = dY W then dW = dY^T X: with gemm_same_a the second product reuses the
+ * first one's bf16 copy of dY, and must give what it gives alone; n off the 32-row blocking.
+ * A declared "same" A of another shape is rounded anew, not read from the stale copy. */
+static void test_bf16_same_a(void) {
+    if (!have_bf16) {
+        printf("SKIP test_bf16_same_a: no bf16 matmul here\n");
+        return;
+    }
+    gemm_set_precision(PREC_BF16);
+    int n = 45, in = 48, out = 64;
+    Rng r;
+    rng_seed(&r, 11);
+    float *dy = ml_malloc((size_t)n * out * sizeof(float)), *w = ml_malloc((size_t)out * in * sizeof(float));
+    float *x = ml_malloc((size_t)n * in * sizeof(float));
+    float *dx = ml_calloc((size_t)n * in, sizeof(float)), *dw = ml_calloc((size_t)out * in, sizeof(float));
+    float *dw_ref = ml_calloc((size_t)out * in, sizeof(float)), *dx2 = ml_calloc((size_t)n * in, sizeof(float));
+    float *dx2_ref = ml_calloc((size_t)n * in, sizeof(float));
+    fill(dy, (size_t)n * out, &r), fill(w, (size_t)out * in, &r), fill(x, (size_t)n * in, &r);
+    gemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 0.0f, dw_ref, in);
+    gemm(0, 0, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+    gemm_same_a();
+    gemm(1, 0, out, in, n, 1.0f, dy, out, x, in, 0.0f, dw, in);
+    CHECK(memcmp(dw, dw_ref, (size_t)out * in * sizeof(float)) == 0, "dW with the reused bf16 dY differs");
+    /* the first 32 columns of dy, declared the same: another layout, so cast again */
+    gemm(0, 0, n, in, 32, 1.0f, dy, out, w, in, 0.0f, dx2_ref, in);
+    gemm(0, 0, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx2, in);
+    gemm_same_a();
+    gemm(0, 0, n, in, 32, 1.0f, dy, out, w, in, 0.0f, dx2, in);
+    CHECK(memcmp(dx2, dx2_ref, (size_t)n * in * sizeof(float)) == 0, "a same-A call of another shape read a stale copy");
+    gemm_set_precision(PREC_FP32);
+    free(dy), free(w), free(x), free(dx), free(dw), free(dw_ref), free(dx2), free(dx2_ref);
+}
+
 static void test_bf16_rounding(void) {
     /* 1 + 2^-8 is halfway between bf16 1 and 1 + 2^-7: ties go to even (1) */
     CHECK(bf16_round(1.0f + 1.0f / 256) == 0x3f80, "tie rounds to even: %04x", bf16_round(1.0f + 1.0f / 256));
@@ -137,5 +170,6 @@ int main(void) {
     RUN(test_fp32_is_sgemm);
     RUN(test_bf16_products);
     RUN(test_bf16_in_parallel);
+    RUN(test_bf16_same_a);
     TEST_MAIN_END();
 }

@@ -118,10 +118,20 @@ static void test_swiglu(void) {
     float *dx = ml_calloc(30, sizeof(float)), *dw = ml_calloc(48, sizeof(float)), *dw2 = ml_calloc(24, sizeof(float));
     float *dh = ml_malloc(40 * sizeof(float)), *da = ml_malloc(20 * sizeof(float));
     loss_swiglu(&c);
-    swiglu_backward(dx, dw, dw2, dh, da, c.r, c.x, c.h, c.a, c.w, c.w2, c.n, c.D, c.F);
+    swiglu_backward(dx, dw, dw2, dh, da, c.r, c.x, c.h, c.a, c.w, c.w2, c.n, c.D, c.F, 1);
     fd_check("swiglu dx", c.x, dx, 30, loss_swiglu, &c, 30, 1e-2f);
     fd_check("swiglu dw_gate_up", c.w, dw, 48, loss_swiglu, &c, 48, 1e-2f);
     fd_check("swiglu dw_down", c.w2, dw2, 24, loss_swiglu, &c, 24, 1e-2f);
+    /* accumulate = 0 overwrites dx (the expert slices' buffer is never zeroed) and still adds to the weights */
+    float *dx_over = ml_malloc(30 * sizeof(float)), *dx_acc = ml_calloc(30, sizeof(float));
+    for (int i = 0; i < 30; i++) dx_over[i] = 1e3f;
+    loss_swiglu(&c);
+    swiglu_backward(dx_acc, dw, dw2, dh, da, c.r, c.x, c.h, c.a, c.w, c.w2, c.n, c.D, c.F, 1);
+    swiglu_backward(dx_over, dw, dw2, dh, da, c.r, c.x, c.h, c.a, c.w, c.w2, c.n, c.D, c.F, 0);
+    double abs_err, rel_err;
+    tl_maxdiff(dx_over, dx_acc, 30, 1e-6, &abs_err, &rel_err);
+    CHECK(abs_err < 1e-6, "swiglu dx with accumulate=0 overwrites: max |diff| %.3g", abs_err);
+    free(dx_over), free(dx_acc);
     free(c.x), free(c.w), free(c.w2), free(c.r), free(c.y), free(c.h), free(c.a);
     free(dx), free(dw), free(dw2), free(dh), free(da);
 }

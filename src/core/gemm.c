@@ -47,6 +47,10 @@ typedef struct {
     float *c;
     void *scratch;
     size_t a_cap, b_cap, c_cap, scratch_cap;
+    /* what a holds: bf16 of src (ld) rows_in x n_in, zero-padded to rows x cols */
+    const float *a_src;
+    int a_ld, a_rows, a_cols, a_rows_in, a_n_in;
+    int same_a; /* set by gemm_same_a for the next product only */
 } Local;
 static _Thread_local Local tl;
 
@@ -200,6 +204,19 @@ static void cast_rows(uint16_t *dst, int rows, int cols, const float *src, int r
     }
 }
 
+/* tl.a = bf16(src rows_in x n_in, ld), zero-padded to rows x cols; skipped when it already is. */
+static void cast_a(const float *src, int ld, int rows, int cols, int rows_in, int n_in) {
+    int same = tl.same_a && tl.a_src == src && tl.a_ld == ld && tl.a_rows == rows && tl.a_cols == cols &&
+               tl.a_rows_in == rows_in && tl.a_n_in == n_in;
+    tl.same_a = 0;
+    if (same) return;
+    tl.a = grow(tl.a, &tl.a_cap, (size_t)rows * cols * sizeof(uint16_t));
+    cast_rows(tl.a, rows, cols, src, rows_in, n_in, ld);
+    tl.a_src = src, tl.a_ld = ld, tl.a_rows = rows, tl.a_cols = cols, tl.a_rows_in = rows_in, tl.a_n_in = n_in;
+}
+
+void gemm_same_a(void) { tl.same_a = g_prec == PREC_BF16; }
+
 static const uint16_t *shadow_of(const float *p) {
     if (!g_wbf || p < g_w || p >= g_w + g_wn) return NULL;
     return g_wbf + (p - g_w);
@@ -210,10 +227,9 @@ static void gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const fl
     /* a transposed A is a token reduction (weight gradients): its length varies */
     int Kp = ta ? (K + BLOCK - 1) / BLOCK * BLOCK : K;
     int Mm = M / BLOCK * BLOCK, tail = M - Mm, Mp = Mm + (tail ? BLOCK : 0);
-    tl.a = grow(tl.a, &tl.a_cap, (size_t)Mp * Kp * sizeof(uint16_t));
     /* A as stored (op(A)^T when ta), zero-padded to Mp x Kp */
-    if (ta) cast_rows(tl.a, Kp, Mp, A, K, M, lda);
-    else cast_rows(tl.a, Mp, Kp, A, M, K, lda);
+    if (ta) cast_a(A, lda, Kp, Mp, K, M);
+    else cast_a(A, lda, Mp, Kp, M, K);
     const uint16_t *b = Kp == K ? shadow_of(B) : NULL;
     int ldb_eff = ldb;
     if (!b) {
@@ -248,6 +264,7 @@ static void gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const fl
  * (`moelab bench` prints both peaks). */
 void gemm_fp32(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc) {
+    tl.same_a = 0;
     if (M <= 0 || N <= 0) return;
     if (dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B, ldb, beta, C, ldc) != dnnl_success)
         cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, alpha, A,
@@ -256,7 +273,10 @@ void gemm_fp32(int ta, int tb, int M, int N, int K, float alpha, const float *A,
 
 void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc) {
-    if (M <= 0 || N <= 0) return;
+    if (M <= 0 || N <= 0) {
+        tl.same_a = 0;
+        return;
+    }
     if (g_prec == PREC_FP32 || K <= 0) {
         gemm_fp32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;

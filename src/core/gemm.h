@@ -23,6 +23,11 @@ int gemm_set_precision_name(const char *name);
 void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
           float beta, float *C, int ldc);
 
+/* bf16: the next gemm on this thread takes the same A, unchanged since this thread's last
+ * gemm (the backward pairs dX = dY W, dW = dY^T X): the bf16 copy made then is reused when
+ * its padded layout fits, instead of rounding A again. Any other product clears it. */
+void gemm_same_a(void);
+
 /* Always fp32 (cblas_sgemm), whatever the precision. */
 void gemm_fp32(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc);

@@ -18,6 +18,7 @@ static void matmul_bwd(int fp32, float *dinp, float *dw, const float *dout, cons
     void (*mm)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int) =
         fp32 ? gemm_fp32 : gemm;
     if (dinp) mm(0, 0, n, in, outd, 1.0f, dout, outd, w, in, 1.0f, dinp, in);
+    if (dinp && dw) gemm_same_a();
     if (dw) mm(1, 0, outd, in, n, 1.0f, dout, outd, inp, in, 1.0f, dw, in);
 }
 
@@ -43,9 +44,7 @@ void rmsnorm_forward(float *y, float *rstd, const float *x, const float *w, int 
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * d;
         float *yi = y + (size_t)i * d;
-        float ss = 0.0f;
-        for (int j = 0; j < d; j++) ss += xi[j] * xi[j];
-        float r = 1.0f / sqrtf(ss / d + eps);
+        float r = 1.0f / sqrtf(vdotf(xi, xi, d) / d + eps);
         rstd[i] = r;
         for (int j = 0; j < d; j++) yi[j] = xi[j] * r * w[j];
     }
@@ -64,9 +63,7 @@ void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, con
         for (int i = lo; i < hi; i++) {
             const float *xi = x + (size_t)i * d, *dyi = dy + (size_t)i * d;
             float *dxi = dx + (size_t)i * d;
-            float r = rstd[i], dot = 0.0f;
-            for (int j = 0; j < d; j++) dot += w[j] * dyi[j] * xi[j];
-            float c = r * r * r * dot / d;
+            float r = rstd[i], c = r * r * r * vdot3f(w, dyi, xi, d) / d;
             for (int j = 0; j < d; j++) {
                 dxi[j] += r * w[j] * dyi[j] - c * xi[j];
                 pw[j] += dyi[j] * xi[j] * r;
@@ -132,11 +129,10 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
         float *P = att + (size_t)bh * T * T;
         gemm(0, 1, T, T, hd, scale, q, ld, k, ld, 0.0f, P, T);
         for (int i = 0; i < T; i++) {
-            float *row = P + (size_t)i * T, mx = -INFINITY, sum = 0.0f;
+            float *row = P + (size_t)i * T, mx = -INFINITY;
             for (int j = 0; j <= i; j++) mx = vmaxf(mx, row[j]);
-            for (int j = 0; j <= i; j++) row[j] = vexpf(row[j] - mx); /* vectorised; the sum stays in order */
-            for (int j = 0; j <= i; j++) sum += row[j];
-            float inv = 1.0f / sum;
+            for (int j = 0; j <= i; j++) row[j] = vexpf(row[j] - mx);
+            float inv = 1.0f / vsumf(row, i + 1);
             for (int j = 0; j <= i; j++) row[j] *= inv;
             for (int j = i + 1; j < T; j++) row[j] = 0.0f;
         }
@@ -162,8 +158,7 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
         /* softmax backward, scaled: dS = P (dP - sum_j P dP) * scale */
         for (int i = 0; i < T; i++) {
             const float *p = P + (size_t)i * T;
-            float *d = dP + (size_t)i * T, dot = 0.0f;
-            for (int j = 0; j <= i; j++) dot += p[j] * d[j];
+            float *d = dP + (size_t)i * T, dot = vdotf(p, d, i + 1);
             for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
             for (int j = i + 1; j < T; j++) d[j] = 0.0f;
         }
@@ -191,10 +186,12 @@ void swiglu_forward(float *y, float *h, float *a, const float *x, const float *w
 }
 
 void swiglu_backward(float *dx, float *dw_gu, float *dw_d, float *dh, float *da, const float *dy, const float *x,
-                     const float *h, const float *a, const float *w_gu, const float *w_d, int n, int D, int F) {
+                     const float *h, const float *a, const float *w_gu, const float *w_d, int n, int D, int F,
+                     int accumulate) {
     if (n <= 0) return;
     /* da = dy W_d ; dW_d += dy^T a */
     gemm(0, 0, n, F, D, 1.0f, dy, D, w_d, F, 0.0f, da, F);
+    gemm_same_a();
     matmul_backward(NULL, dw_d, dy, a, w_d, n, F, D);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
@@ -206,7 +203,10 @@ void swiglu_backward(float *dx, float *dw_gu, float *dw_d, float *dh, float *da,
             dhi[F + j] = dai[j] * g * s;
         }
     }
-    matmul_backward(dx, dw_gu, dh, x, w_gu, n, D, 2 * F);
+    /* dx (+)= dh W_gu ; dW_gu += dh^T x */
+    gemm(0, 0, n, D, 2 * F, 1.0f, dh, 2 * F, w_gu, D, accumulate ? 1.0f : 0.0f, dx, D);
+    gemm_same_a();
+    matmul_backward(NULL, dw_gu, dh, x, w_gu, n, D, 2 * F);
 }
 
 float crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int V) {

@@ -29,9 +29,11 @@ void attention_backward(float *dqkv, float *datt_scratch, const float *dout, con
 
 /* SwiGLU FFN: h = x W_gu^T [n, 2F], a = silu(h_gate) * h_up [n, F], y = a W_d^T [n, D]. */
 void swiglu_forward(float *y, float *h, float *a, const float *x, const float *w_gu, const float *w_d, int n, int D, int F);
-/* dx += ..., dw_gu += ..., dw_d += ...; dh [n,2F] and da [n,F] are scratch. */
+/* dx += ... (dx = ... when !accumulate: expert slices need no zeroed buffer), dw_gu += ...,
+ * dw_d += ...; dh [n,2F] and da [n,F] are scratch. */
 void swiglu_backward(float *dx, float *dw_gu, float *dw_d, float *dh, float *da, const float *dy, const float *x,
-                     const float *h, const float *a, const float *w_gu, const float *w_d, int n, int D, int F);
+                     const float *h, const float *a, const float *w_gu, const float *w_d, int n, int D, int F,
+                     int accumulate);
 
 /* Cross-entropy over rows of logits [n, V]; losses[n] per row; returns the mean. */
 float crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int V);

@@ -32,4 +32,44 @@ static inline float vexpf(float x0) {
 
 static inline float vsigmoidf(float z) { return 1.0f / (1.0f + vexpf(-z)); }
 
+/* Sums in 16 lanes, then the lanes in order: a single running sum is a chain of dependent
+ * adds (one per 4 cycles) that no compiler may reorder; 16 independent chains vectorise.
+ * The order is fixed by n alone, so results stay deterministic. */
+#define VLANES 16
+static inline float vlanes_total(const float *acc) {
+    float s = 0.0f;
+    for (int l = 0; l < VLANES; l++) s += acc[l];
+    return s;
+}
+
+/* sum_j a[j] b[j] */
+static inline float vdotf(const float *a, const float *b, int n) {
+    float acc[VLANES] = {0};
+    int j = 0;
+    for (; j + VLANES <= n; j += VLANES)
+        for (int l = 0; l < VLANES; l++) acc[l] += a[j + l] * b[j + l];
+    for (; j < n; j++) acc[j % VLANES] += a[j] * b[j];
+    return vlanes_total(acc);
+}
+
+/* sum_j a[j] b[j] c[j] */
+static inline float vdot3f(const float *a, const float *b, const float *c, int n) {
+    float acc[VLANES] = {0};
+    int j = 0;
+    for (; j + VLANES <= n; j += VLANES)
+        for (int l = 0; l < VLANES; l++) acc[l] += a[j + l] * b[j + l] * c[j + l];
+    for (; j < n; j++) acc[j % VLANES] += a[j] * b[j] * c[j];
+    return vlanes_total(acc);
+}
+
+/* sum_j a[j] */
+static inline float vsumf(const float *a, int n) {
+    float acc[VLANES] = {0};
+    int j = 0;
+    for (; j + VLANES <= n; j += VLANES)
+        for (int l = 0; l < VLANES; l++) acc[l] += a[j + l];
+    for (; j < n; j++) acc[j % VLANES] += a[j];
+    return vlanes_total(acc);
+}
+
 #endif

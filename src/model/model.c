@@ -192,7 +192,7 @@ void model_backward(Model *m, const int *inputs, const int *targets, float scale
             m->router_seconds += a->moe[l].router_seconds;
         } else {
             swiglu_backward(a->dxn, g->ffn_gate_up, g->ffn_down, a->dh, a->da, a->dres, a->xn2[l], a->ffn_h[l],
-                            a->ffn_a[l], p->ffn_gate_up, p->ffn_down, BT, D, model_dense_width(c));
+                            a->ffn_a[l], p->ffn_gate_up, p->ffn_down, BT, D, model_dense_width(c), 1);
         }
         rmsnorm_backward(a->dres, g->ffn_norm, a->dxn, a->x_mid[l], p->ffn_norm, a->rstd2[l], BT, D);
         memset(a->dbuf, 0, nD);

@@ -44,8 +44,13 @@ float clip_grad_norm(float *grads, size_t n, float clip) {
 #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < nb; b++) {
         size_t hi = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
-        double s = 0.0;
-        for (size_t i = b * BLOCK; i < hi; i++) s += (double)grads[i] * grads[i];
+        /* 8 running sums: one would be a chain of dependent adds; the order stays fixed */
+        double acc[8] = {0}, s = 0.0;
+        size_t i = b * BLOCK;
+        for (; i + 8 <= hi; i += 8)
+            for (int l = 0; l < 8; l++) acc[l] += (double)grads[i + l] * grads[i + l];
+        for (; i < hi; i++) acc[0] += (double)grads[i] * grads[i];
+        for (int l = 0; l < 8; l++) s += acc[l];
         part[b] = s;
     }
     double total = 0.0;

@@ -21,7 +21,7 @@ static void backward_one(MoEActs *a, const BlockParams *p, BlockParams *g, int e
     size_t off = a->offsets[e], D = a->D, F = a->F;
     swiglu_backward(a->dxg + off * D, g->exp_gate_up + e * 2 * F * D, g->exp_down + e * D * F, a->dh + off * 2 * F,
                     a->da + off * F, a->dy + off * D, a->xg + off * D, a->h + off * 2 * F, a->a + off * F,
-                    p->exp_gate_up + e * 2 * F * D, p->exp_down + e * D * F, a->counts[e], (int)D, (int)F);
+                    p->exp_gate_up + e * 2 * F * D, p->exp_down + e * D * F, a->counts[e], (int)D, (int)F, 0);
 }
 
 void experts_forward(MoEActs *a, const BlockParams *p) {

@@ -1,6 +1,7 @@
 #include "moe/moe.h"
 #include "core/ops.h"
 #include "core/util.h"
+#include "core/vmath.h"
 #include "moe/experts.h"
 #include "moe/moe_ep.h"
 #include <stdlib.h>
@@ -112,15 +113,12 @@ void moe_backward(MoEActs *a, RouterLayer *r, const BlockParams *p, BlockParams 
 #pragma omp parallel for schedule(static)
     for (int q = 0; q < P; q++) {
         const float *d = dout + (size_t)a->rt.token[q] * D, *y = a->y + (size_t)a->pos[q] * D;
-        float *dy = a->dy + (size_t)a->pos[q] * D, gq = a->rt.gate[q], dot = 0.0f;
-        for (int j = 0; j < D; j++) {
-            dy[j] = gq * d[j];
-            dot += d[j] * y[j];
-        }
-        a->dgate[q] = dot;
+        float *dy = a->dy + (size_t)a->pos[q] * D, gq = a->rt.gate[q];
+        for (int j = 0; j < D; j++) dy[j] = gq * d[j];
+        a->dgate[q] = vdotf(d, y, D);
     }
     if (r->spec->backward_outputs) r->spec->backward_outputs(r, &a->rt, a->y, a->pos, a->dy, scale);
-    memset(a->dxg, 0, (size_t)P * D * sizeof(float));
+    /* The experts' slices cover every row of dxg and write it whole. */
     if (moe_ep_active()) moe_ep_backward(a, p, g);
     else experts_backward(a, p, g);
 #pragma omp parallel for schedule(static)
@@ -133,7 +131,7 @@ void moe_backward(MoEActs *a, RouterLayer *r, const BlockParams *p, BlockParams 
     }
     if (Fs > 0)
         swiglu_backward(dx, g->sh_gate_up, g->sh_down, a->sh_dh, a->sh_da, dout, x, a->sh_h, a->sh_a, p->sh_gate_up,
-                        p->sh_down, T, D, Fs);
+                        p->sh_down, T, D, Fs, 1);
     double t0 = ml_now();
     r->spec->backward(r, x, p->router, T, &a->rt, a->dgate, scale, g->router, dx);
     a->router_seconds = ml_now() - t0;

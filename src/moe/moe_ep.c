@@ -88,7 +88,6 @@ void moe_ep_backward(MoEActs *a, const BlockParams *p, BlockParams *g) {
     MoEEp *ep = a->ep;
     int D = a->D, F = a->F, Eq = ep->Eq;
     dist_alltoallv_float(a->dy, ep->sc, ep->sd, ep->dy, ep->rc, ep->rd, DIST_EP);
-    memset(ep->dx, 0, (size_t)ep->R * D * sizeof(float));
     size_t off = 0;
     for (int s = 0; s < ep->P; s++)
         for (int j = 0; j < Eq; j++) {
@@ -97,9 +96,9 @@ void moe_ep_backward(MoEActs *a, const BlockParams *p, BlockParams *g) {
             swiglu_backward(ep->dx + off * D, g->exp_gate_up + e * 2 * F * D, g->exp_down + e * D * F,
                             ep->dh + off * 2 * F, ep->da + off * F, ep->dy + off * D, ep->x + off * D,
                             ep->h + off * 2 * F, ep->a + off * F, p->exp_gate_up + e * 2 * F * D,
-                            p->exp_down + e * D * F, n, D, F);
+                            p->exp_down + e * D * F, n, D, F, 0);
             off += n;
         }
-    /* a->dxg was zeroed by the caller; the returned rows land on it. */
+    /* Every pair's row was sent to one rank and comes back whole. */
     dist_alltoallv_float(ep->dx, ep->rc, ep->rd, a->dxg, ep->sc, ep->sd, DIST_EP);
 }
