@@ -16,12 +16,12 @@ case "$kind" in
 shape)
     SHAPE="--layers 4 --dense-layers 1 --d-model 128 --heads 4 --seq-len 128 --batch 8 --experts 32 --topk 4 --d-expert 32 --shared 1 --eval-every 125"
     STEPS=250
-    RUNS="topk:topk:--renorm 1;topk-cap:topk:--renorm 1 --router-opts cf=1.25;random:random:--renorm 1;auxfree:auxfree:--renorm 1;orthvar:orthvar:--renorm 1;expert_choice:expert_choice:;usmoe:usmoe:;etr:etr:"
+    RUNS="topk:topk:--renorm 1;topk-cap:topk:--renorm 1 --router-opts cf=1.25;random:random:--renorm 1;auxfree:auxfree:--renorm 1;orthvar:orthvar:--renorm 1 --router-opts var=1e-3,ortho_norm=raw;expert_choice:expert_choice:;usmoe:usmoe:;etr:etr:"
     ;;
 small)
     SHAPE="--layers 3 --dense-layers 1 --d-model 64 --heads 2 --seq-len 64 --batch 8 --experts 16 --topk 2 --d-expert 32 --shared 1 --eval-every 200 --log-every 10"
     STEPS=400
-    RUNS="topk:topk:--renorm 1;random:random:--renorm 1;auxfree:auxfree:--renorm 1;orthvar:orthvar:--renorm 1;orthvar-unit:orthvar:--renorm 1 --router-opts ortho_norm=unit;orthvar-calib:orthvar:--renorm 1 --router-opts calib=0.25;orthvar-var1e-4:orthvar:--renorm 1 --router-opts var=1e-4,ortho_norm=unit;expert_choice:expert_choice:;usmoe:usmoe:;etr:etr:;mpmoe:mpmoe:;mpmoe-orthvar:mpmoe:--router-opts ortho=1e-3,var=1e-3,ortho_norm=unit;mpmoe-auxfree:mpmoe:--router-opts bias_rate=1e-3"
+    RUNS="topk:topk:--renorm 1;random:random:--renorm 1;auxfree:auxfree:--renorm 1;orthvar:orthvar:--renorm 1 --router-opts var=1e-3,ortho_norm=raw;orthvar-unit:orthvar:--renorm 1 --router-opts var=1e-3,ortho_norm=unit;orthvar-calib:orthvar:--renorm 1 --router-opts var=1e-3,ortho_norm=raw,calib=0.25;orthvar-var1e-4:orthvar:--renorm 1 --router-opts var=1e-4,ortho_norm=unit;expert_choice:expert_choice:;usmoe:usmoe:;etr:etr:;mpmoe:mpmoe:;mpmoe-orthvar:mpmoe:--router-opts ortho=1e-3,var=1e-3,ortho_norm=unit;mpmoe-auxfree:mpmoe:--router-opts bias_rate=1e-3"
     ;;
 *) echo "usage: scripts/zoo_smoke.sh shape|small" >&2; exit 2 ;;
 esac

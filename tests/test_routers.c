@@ -25,7 +25,7 @@ static const struct {
     {"topk", "score=sigmoid"},
     {"topk", "bias_rate=0.01,var=1e-3"},
     {"orthvar", "var_kind=column,ortho_group=expert"},
-    {"orthvar", "ortho_norm=unit"},
+    {"orthvar", "ortho_norm=raw"},
     {"orthvar", "calib=0.5"},
     {"auxfree", "score=softmax"},
     {"expert_choice", "cf=0.5,infer=threshold"},

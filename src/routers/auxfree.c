@@ -5,7 +5,7 @@
  * bias lives in the router state, so checkpoints carry it. No aux or z-loss. */
 #include "routers/topk.h"
 
-static const RouterOption AUXFREE_TABLE[] = {TOPK_OPTIONS(1), EXTRA_OPTIONS(TopkOpts, ex, 0, 0, 1e-3), {0}};
+static const RouterOption AUXFREE_TABLE[] = {TOPK_OPTIONS(1), EXTRA_OPTIONS(TopkOpts, ex, 0, 0, 1e-3, 0), {0}};
 
 static int auxfree_state_len(const ModelConfig *m) { return topk_state_len_for(m, "auxfree", AUXFREE_TABLE); }
 static int auxfree_init(RouterLayer *r) { return topk_setup(r, "auxfree", AUXFREE_TABLE, 0); }

@@ -23,18 +23,20 @@ typedef struct {
     int ortho_norm;               /* 0: raw outputs (paper); 1: unit outputs (cos^2, scale-free) */
 } ExtraOpts;
 
-#define EXTRA_OPTIONS(S, m, d_ortho, d_var, d_bias)                                                                 \
+#define EXTRA_OPTIONS(S, m, d_ortho, d_var, d_bias, d_norm)                                                              \
     {"ortho", ROPT_FLOAT, offsetof(S, m.ortho), d_ortho, 0, 10, NULL,                                               \
      "orthogonality-loss target magnitude; multiplier 10^round(log10(ortho/L_o)) set on step 0, then frozen "       \
      "(0: off; 1e-3 = Guo et al. App. H.1, beta = alpha)"},                                                          \
     {"ortho_group", ROPT_ENUM, offsetof(S, m.ortho_group), 0, 0, 0, "token|expert",                                 \
      "token: each token's co-selected experts (paper eq. 6); expert: k consecutive rows of the expert-sorted "      \
      "outputs (the released code's grouping)"},                                                                      \
-    {"ortho_norm", ROPT_ENUM, offsetof(S, m.ortho_norm), 0, 0, 0, "raw|unit",                                      \
+    {"ortho_norm", ROPT_ENUM, offsetof(S, m.ortho_norm), d_norm, 0, 0, "raw|unit",                                 \
      "raw: the paper's term on raw outputs, which grows with their squared norm; unit: on unit outputs (cos^2), "  \
-     "moelab's variant for training from scratch, where step-0 outputs are tiny"},                                  \
+     "moelab's variant for training from scratch, where step-0 outputs are tiny (orthvar's default: raw lost to "   \
+     "the random router in the zoo experiment, docs/routers.md)"},                                                  \
     {"var", ROPT_FLOAT, offsetof(S, m.var), d_var, 0, 10, NULL,                                                     \
-     "variance-loss target magnitude, calibrated like ortho (0: off; 1e-3 = Guo et al. code, variance_loss_weight)"}, \
+     "variance-loss target magnitude, calibrated like ortho (0: off; 1e-3 = Guo et al. code, variance_loss_weight; " \
+     "orthvar's default 1e-4: from scratch 1e-3 drives every token's scores to one-hot, docs/routers.md)"},        \
     {"var_kind", ROPT_ENUM, offsetof(S, m.var_kind), 0, 0, 0, "row|column",                                         \
      "row: variance over experts of each token's dense scores (released code); column: variance over tokens of "    \
      "each expert's final gates (paper eq. 7, divided by tokens)"},                                                  \

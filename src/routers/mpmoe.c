@@ -42,7 +42,7 @@ static const RouterOption MPMOE_OPTIONS[] = {
     {"reference", ROPT_INT, offsetof(MpmoeOpts, reference), 0, 0, 1, NULL,
      "1 = the published code where it differs: cumulative counts, diagonal floor and Schur clamp 1e-12, no ridge, "
      "warm-up gates not renormalised"},
-    EXTRA_OPTIONS(MpmoeOpts, ex, 0, 0, 0),
+    EXTRA_OPTIONS(MpmoeOpts, ex, 0, 0, 0, 0),
     {0}};
 
 typedef struct {

@@ -25,7 +25,7 @@ typedef struct {
     size_t cap;
 } TopkPriv;
 
-static const RouterOption TOPK_TABLE[] = {TOPK_OPTIONS(0), EXTRA_OPTIONS(TopkOpts, ex, 0, 0, 0), {0}};
+static const RouterOption TOPK_TABLE[] = {TOPK_OPTIONS(0), EXTRA_OPTIONS(TopkOpts, ex, 0, 0, 0, 0), {0}};
 
 int topk_rows(const ModelConfig *m) { return m->n_experts; }
 
