@@ -146,17 +146,55 @@ static double loss_attention(void *p) {
     return dotd(c->y, c->r, (size_t)c->B * c->T * c->D);
 }
 
-static void test_attention(void) {
-    OpCtx c = {.B = 2, .T = 5, .D = 8, .NH = 2};
-    size_t nq = 2 * 5 * 24, no = 2 * 5 * 8, na = 2 * 2 * 5 * 5;
+/* Causal attention in double, one (b, h) at a time: the reference for the blocked products. */
+static void attention_reference(double *out, const float *qkv, int B, int T, int D, int NH) {
+    int hd = D / NH, ld = 3 * D;
+    double *w = ml_malloc((size_t)T * sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int i = 0; i < T; i++) {
+                const float *q = qkv + ((size_t)b * T + i) * ld + h * hd;
+                double mx = -INFINITY, sum = 0.0;
+                for (int j = 0; j <= i; j++) {
+                    const float *k = qkv + ((size_t)b * T + j) * ld + D + h * hd;
+                    double sc = 0.0;
+                    for (int t = 0; t < hd; t++) sc += (double)q[t] * k[t];
+                    w[j] = sc / sqrt((double)hd);
+                    mx = fmax(mx, w[j]);
+                }
+                for (int j = 0; j <= i; j++) sum += (w[j] = exp(w[j] - mx));
+                for (int t = 0; t < hd; t++) {
+                    double o = 0.0;
+                    for (int j = 0; j <= i; j++) o += w[j] / sum * qkv[((size_t)b * T + j) * ld + 2 * D + h * hd + t];
+                    out[((size_t)b * T + i) * D + h * hd + t] = o;
+                }
+            }
+    free(w);
+}
+
+/* T = 5 fits one block of query rows; T = 150 spans three (the last one partial). */
+static void attention_case(int B, int T, int samples) {
+    OpCtx c = {.B = B, .T = T, .D = 8, .NH = 2};
+    size_t nq = (size_t)B * T * 24, no = (size_t)B * T * 8, na = (size_t)B * 2 * T * T;
     c.x = randn(nq, 1), c.r = randn(no, 1), c.y = ml_malloc(no * sizeof(float));
     c.qkv = ml_malloc(nq * sizeof(float)), c.att = ml_malloc(na * sizeof(float));
     float *dqkv = ml_calloc(nq, sizeof(float)), *datt = ml_malloc(na * sizeof(float));
     loss_attention(&c);
+    double *ref = ml_malloc(no * sizeof(double)), worst = 0.0;
+    attention_reference(ref, c.qkv, c.B, c.T, c.D, c.NH);
+    for (size_t i = 0; i < no; i++) worst = fmax(worst, fabs(c.y[i] - ref[i]));
+    CHECK(worst < 1e-5, "attention T=%d forward vs double reference: max |diff| %.3g", T, worst);
     attention_backward(dqkv, datt, c.r, c.qkv, c.att, c.B, c.T, c.D, c.NH);
     rope_apply(dqkv, c.B, c.T, c.D, c.NH, 10000.0f, 0, 1);
-    fd_check("rope+attention dqkv", c.x, dqkv, nq, loss_attention, &c, 120, 1e-2f);
-    free(c.x), free(c.r), free(c.y), free(c.qkv), free(c.att), free(dqkv), free(datt);
+    char name[64];
+    snprintf(name, sizeof name, "rope+attention dqkv (T=%d)", T);
+    fd_check(name, c.x, dqkv, nq, loss_attention, &c, samples, 1e-2f);
+    free(c.x), free(c.r), free(c.y), free(c.qkv), free(c.att), free(dqkv), free(datt), free(ref);
+}
+
+static void test_attention(void) {
+    attention_case(2, 5, 120);
+    attention_case(1, 150, 300);
 }
 
 static double loss_ce(void *p) {

@@ -119,30 +119,40 @@ void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, 
     }
 }
 
+/* Causal: row block [i0, i1) of the scores needs keys 0..i1-1 only, so in fp32 the products
+ * run per block of 64 query rows over the keys up to the block's end (with T = 256, 10/16 of
+ * the full square: attention 20% faster). In bf16 each product also rounds its operands and
+ * pays oneDNN's per-call cost, which at these sizes outweighs the skipped work (measured 25%
+ * slower tiled), so there the block is all of T. Entries above the diagonal are stored as zeros. */
+static int attention_tile(int T) { return gemm_precision() == PREC_BF16 ? T : 64; }
+
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
-    int hd = D / NH, ld = 3 * D;
+    int hd = D / NH, ld = 3 * D, tile = attention_tile(T);
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * NH; bh++) {
         int b = bh / NH, h = bh % NH;
         const float *q = qkv + (size_t)b * T * ld + h * hd, *k = q + D, *v = q + 2 * D;
-        float *P = att + (size_t)bh * T * T;
-        gemm(0, 1, T, T, hd, scale, q, ld, k, ld, 0.0f, P, T);
-        for (int i = 0; i < T; i++) {
-            float *row = P + (size_t)i * T, mx = -INFINITY;
-            for (int j = 0; j <= i; j++) mx = vmaxf(mx, row[j]);
-            for (int j = 0; j <= i; j++) row[j] = vexpf(row[j] - mx);
-            float inv = 1.0f / vsumf(row, i + 1);
-            for (int j = 0; j <= i; j++) row[j] *= inv;
-            for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+        float *P = att + (size_t)bh * T * T, *o = out + (size_t)b * T * D + h * hd;
+        for (int i0 = 0; i0 < T; i0 += tile) {
+            int i1 = i0 + tile < T ? i0 + tile : T, m = i1 - i0;
+            gemm(0, 1, m, i1, hd, scale, q + (size_t)i0 * ld, ld, k, ld, 0.0f, P + (size_t)i0 * T, T);
+            for (int i = i0; i < i1; i++) {
+                float *row = P + (size_t)i * T, mx = -INFINITY;
+                for (int j = 0; j <= i; j++) mx = vmaxf(mx, row[j]);
+                for (int j = 0; j <= i; j++) row[j] = vexpf(row[j] - mx);
+                float inv = 1.0f / vsumf(row, i + 1);
+                for (int j = 0; j <= i; j++) row[j] *= inv;
+                for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+            }
+            gemm(0, 0, m, hd, i1, 1.0f, P + (size_t)i0 * T, T, v, ld, 0.0f, o + (size_t)i0 * D, D);
         }
-        gemm(0, 0, T, hd, T, 1.0f, P, T, v, ld, 0.0f, out + (size_t)b * T * D + h * hd, D);
     }
 }
 
 void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
                         int B, int T, int D, int NH) {
-    int hd = D / NH, ld = 3 * D;
+    int hd = D / NH, ld = 3 * D, tile = attention_tile(T);
     float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * NH; bh++) {
@@ -152,19 +162,24 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
         float *dq = dqkv + off, *dk = dq + D, *dv = dq + 2 * D;
         const float *P = att + (size_t)bh * T * T, *dO = dout + (size_t)b * T * D + h * hd;
         float *dP = datt + (size_t)bh * T * T;
-        /* dP = dO V^T ; dV += P^T dO */
-        gemm(0, 1, T, T, hd, 1.0f, dO, D, v, ld, 0.0f, dP, T);
-        gemm(1, 0, T, hd, T, 1.0f, P, T, dO, D, 1.0f, dv, ld);
-        /* softmax backward, scaled: dS = P (dP - sum_j P dP) * scale */
-        for (int i = 0; i < T; i++) {
-            const float *p = P + (size_t)i * T;
-            float *d = dP + (size_t)i * T, dot = vdotf(p, d, i + 1);
-            for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
-            for (int j = i + 1; j < T; j++) d[j] = 0.0f;
+        for (int i0 = 0; i0 < T; i0 += tile) {
+            int i1 = i0 + tile < T ? i0 + tile : T, m = i1 - i0;
+            const float *Pb = P + (size_t)i0 * T, *dOb = dO + (size_t)i0 * D;
+            float *dPb = dP + (size_t)i0 * T;
+            /* dP = dO V^T ; dV += P^T dO */
+            gemm(0, 1, m, i1, hd, 1.0f, dOb, D, v, ld, 0.0f, dPb, T);
+            gemm(1, 0, i1, hd, m, 1.0f, Pb, T, dOb, D, 1.0f, dv, ld);
+            /* softmax backward, scaled: dS = P (dP - sum_j P dP) * scale */
+            for (int i = i0; i < i1; i++) {
+                const float *p = P + (size_t)i * T;
+                float *d = dP + (size_t)i * T, dot = vdotf(p, d, i + 1);
+                for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
+                for (int j = i + 1; j < i1; j++) d[j] = 0.0f; /* read by the block's products below */
+            }
+            /* dQ += dS K ; dK += dS^T Q */
+            gemm(0, 0, m, hd, i1, 1.0f, dPb, T, k, ld, 1.0f, dq + (size_t)i0 * ld, ld);
+            gemm(1, 0, i1, hd, m, 1.0f, dPb, T, q + (size_t)i0 * ld, ld, 1.0f, dk, ld);
         }
-        /* dQ += dS K ; dK += dS^T Q */
-        gemm(0, 0, T, hd, T, 1.0f, dP, T, k, ld, 1.0f, dq, ld);
-        gemm(1, 0, T, hd, T, 1.0f, dP, T, q, ld, 1.0f, dk, ld);
     }
 }
 

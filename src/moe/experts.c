@@ -1,6 +1,8 @@
 #include "moe/experts.h"
 #include "core/ops.h"
+#include "core/util.h"
 #include <omp.h>
+#include <stdlib.h>
 
 /* With many small slices (fine-grained experts) a product per slice is too small to split
  * across threads and each parallel region costs a fork and a join: the threads take whole
@@ -24,13 +26,33 @@ static void backward_one(MoEActs *a, const BlockParams *p, BlockParams *g, int e
                     p->exp_gate_up + e * 2 * F * D, p->exp_down + e * D * F, a->counts[e], (int)D, (int)F, 0);
 }
 
+typedef struct {
+    int count, e;
+} Load;
+
+static int by_count_desc(const void *x, const void *y) {
+    const Load *a = x, *b = y;
+    return a->count != b->count ? (a->count < b->count) - (a->count > b->count) : a->e - b->e;
+}
+
+/* Experts biggest first: handed out in that order, the last ones to start are the
+ * smallest, so no thread is left running one big slice while the others wait. */
+static Load *largest_first(const MoEActs *a) {
+    Load *order = ml_malloc((size_t)a->E * sizeof *order);
+    for (int e = 0; e < a->E; e++) order[e] = (Load){a->counts[e], e};
+    qsort(order, a->E, sizeof *order, by_count_desc);
+    return order;
+}
+
 void experts_forward(MoEActs *a, const BlockParams *p) {
     if (!by_expert(a)) {
         for (int e = 0; e < a->E; e++) forward_one(a, p, e);
         return;
     }
+    Load *order = largest_first(a);
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int e = 0; e < a->E; e++) forward_one(a, p, e);
+    for (int i = 0; i < a->E; i++) forward_one(a, p, order[i].e);
+    free(order);
 }
 
 void experts_backward(MoEActs *a, const BlockParams *p, BlockParams *g) {
@@ -38,6 +60,8 @@ void experts_backward(MoEActs *a, const BlockParams *p, BlockParams *g) {
         for (int e = 0; e < a->E; e++) backward_one(a, p, g, e);
         return;
     }
+    Load *order = largest_first(a);
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int e = 0; e < a->E; e++) backward_one(a, p, g, e);
+    for (int i = 0; i < a->E; i++) backward_one(a, p, g, order[i].e);
+    free(order);
 }
