@@ -122,6 +122,18 @@ static void test_runlog(void) {
     CHECK(runlog_load(&r, none) != 0, "a folder without log.jsonl loaded");
     free(none);
     free(dir);
+    /* A null loss is a divergence; a null routing metric the router does not define is not. */
+    char *healthy = path_join(tl_tmp_dir, "healthy"), *diverged = path_join(tl_tmp_dir, "diverged");
+    write_text(healthy, "log.jsonl", "{\"step\":1,\"loss\":2.5,\"grad_norm\":1,\"route_entropy\":null}\n"
+                                      "{\"step\":2,\"loss\":2.4,\"grad_norm\":1,\"sel_mass\":null}\n");
+    write_text(diverged, "log.jsonl", "{\"step\":1,\"loss\":2.5,\"grad_norm\":1}\n"
+                                       "{\"step\":2,\"loss\":null,\"grad_norm\":null}\n");
+    CHECK(runlog_load(&r, healthy) == 0 && r.nonfinite == 0, "undefined routing metrics counted as non-finite: %d",
+          r.nonfinite);
+    runlog_free(&r);
+    CHECK(runlog_load(&r, diverged) == 0 && r.nonfinite == 1, "a null loss not counted: %d", r.nonfinite);
+    runlog_free(&r);
+    free(healthy), free(diverged);
 }
 
 static void test_runset_table(void) {

@@ -33,10 +33,13 @@ static void push(cJSON ***arr, int *n, cJSON *item) {
     (*arr)[(*n)++] = item;
 }
 
-/* A non-finite number is logged as null: one among the line's top-level values. */
+/* A non-finite number is logged as null. Only the losses and the gradient norm count as a
+ * divergence: a routing metric a router does not define (route_entropy without router
+ * probabilities, the selection metrics before any) is null on every line of a healthy run. */
 static int has_null_number(const cJSON *j) {
-    for (const cJSON *it = cJSON_IsObject(j) ? j->child : NULL; it; it = it->next)
-        if (cJSON_IsNull(it)) return 1;
+    static const char *const always_defined[] = {"loss", "grad_norm", "val_loss", "val_bpb"};
+    for (size_t i = 0; i < sizeof always_defined / sizeof always_defined[0]; i++)
+        if (cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(j, always_defined[i]))) return 1;
     return 0;
 }
 
