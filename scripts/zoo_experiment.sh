@@ -32,3 +32,6 @@ for run in "$OUT"/topk-s*/; do
     inf=$("$BIN" eval "$run" --data "$DATA" --batches 40 --json --router usmoe --mode infer | first_loss)
     printf "%-12s %10s %12s %13s\n" "$(basename "$run")" "$base" "$ev" "$inf"
 done
+echo
+echo "The zoo tables (scripts/zoo_table.py $OUT):"
+/usr/bin/python3 scripts/zoo_table.py "$OUT"

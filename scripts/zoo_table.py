@@ -10,39 +10,11 @@ maxvio, overlap, expert_sim, domain_mi, drop_frac) and speed (median tokens/s of
 logged steps, router share of the step). Table 2: val bpb per domain. Markdown on stdout.
 """
 import csv
-import math
 import os
 import sys
 
-
-def num(s):
-    try:
-        v = float(s)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def mean_sd(xs):
-    xs = [x for x in xs if x is not None]
-    if not xs:
-        return None, None
-    m = sum(xs) / len(xs)
-    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-    return m, sd
-
-
-def fmt(m, sd, digits):
-    if m is None:
-        return "–"
-    return f"{m:.{digits}f} ± {sd:.{digits}f}"
-
-
-def paired(runs, a, b, key):
-    """mean ± sd over seeds of run(a) - run(b), on the seeds both have."""
-    va = {r["seed"]: num(r[key]) for r in runs if r["variant"] == a}
-    vb = {r["seed"]: num(r[key]) for r in runs if r["variant"] == b}
-    return mean_sd([va[s] - vb[s] for s in va if s in vb and va[s] is not None and vb[s] is not None])
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from mpmoe_table import fmt, load, mean_sd, num, paired  # noqa: E402  (the same per-seed statistics)
 
 
 def main():
@@ -51,47 +23,49 @@ def main():
         print(__doc__.strip())
         return 0 if args else 2
     sweep, control, baseline = args[0], "random", "topk"
-    for i, a in enumerate(args[1:], 1):
-        if a == "--control":
-            control = args[i + 1]
-        elif a == "--baseline":
-            baseline = args[i + 1]
+    rest = args[1:]
+    while rest:
+        if rest[0] not in ("--control", "--baseline") or len(rest) < 2:
+            print(f"zoo_table: unexpected argument {rest[0]!r} (see --help)", file=sys.stderr)
+            return 2
+        if rest[0] == "--control":
+            control = rest[1]
+        else:
+            baseline = rest[1]
+        rest = rest[2:]
     try:
-        with open(os.path.join(sweep, "runs.csv")) as f:
-            runs = [r for r in csv.DictReader(f) if r.get("finished") == "1"]
+        variants, runs = load(sweep)
         with open(os.path.join(sweep, "results.csv")) as f:
-            results = list(csv.DictReader(f))
+            results = {r["variant"]: r for r in csv.DictReader(f)}
     except OSError as e:
         print(f"zoo_table: {e}", file=sys.stderr)
         return 1
-    variants = [r["variant"] for r in results]
-    flags = {r["variant"]: r["flags"] for r in results}
-    routers = {r["variant"]: r["router"] for r in results}
 
-    def col(v, key):
-        return mean_sd([num(r[key]) for r in runs if r["variant"] == v])
+    def col(v, key, digits):
+        return fmt(*mean_sd([num(r.get(key)) for r in runs[v].values()]), digits)
+
+    def diff(v, base):
+        return "–" if v == base or base not in runs else fmt(*mean_sd(paired(runs, v, base, "val_bpb")), 4, signed=True)
 
     print(f"| variant | router, options | val bpb | val bpb (per-token rule) | Δ vs {control} | Δ vs {baseline} "
           "| maxvio | overlap | expert_sim | domain_mi | drop_frac | tok/s | router share |")
     print("|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v in variants:
-        opts = flags[v].replace('router_opts=""', "").replace("router_opts=", "").strip().strip('"') or "defaults"
-        cells = [v, f"{routers[v]} ({opts})", fmt(*col(v, "val_bpb"), 4), fmt(*col(v, "val_bpb_infer"), 4),
-                 "–" if v == control else fmt(*paired(runs, v, control, "val_bpb"), 4),
-                 "–" if v == baseline else fmt(*paired(runs, v, baseline, "val_bpb"), 4)]
-        for key in ("maxvio", "overlap", "expert_sim", "domain_mi", "drop_frac"):
-            cells.append(fmt(*col(v, "analyze_" + key), 3))
-        tps, tps_sd = col(v, "tok_per_s")
-        cells.append("–" if tps is None else f"{tps:.0f} ± {tps_sd:.0f}")
-        cells.append(fmt(*col(v, "router_share"), 3))
+        flags = results.get(v, {}).get("flags", "")
+        opts = flags.replace('router_opts=""', "").replace("router_opts=", "").strip().strip('"') or "defaults"
+        cells = [v, f"{results.get(v, {}).get('router', '?')} ({opts})", col(v, "val_bpb", 4), col(v, "val_bpb_infer", 4),
+                 diff(v, control), diff(v, baseline)]
+        cells += [col(v, "analyze_" + key, 3) for key in ("maxvio", "overlap", "expert_sim", "domain_mi", "drop_frac")]
+        cells += [col(v, "tok_per_s", 0), col(v, "router_share", 3)]
         print("| " + " | ".join(cells) + " |")
-    domains = [k[len("val_bpb_"):] for k in runs[0] if k.startswith("val_bpb_") and k != "val_bpb_infer"] if runs else []
+    first = next((r for v in variants for r in runs[v].values()), {})
+    domains = [k[len("val_bpb_"):] for k in first if k.startswith("val_bpb_") and k != "val_bpb_infer"]
     if domains:
         print()
         print("| variant | " + " | ".join(domains) + " |")
         print("|:---|" + "---:|" * len(domains))
         for v in variants:
-            print("| " + v + " | " + " | ".join(fmt(*col(v, "val_bpb_" + d), 3) for d in domains) + " |")
+            print("| " + v + " | " + " | ".join(col(v, "val_bpb_" + d, 3) for d in domains) + " |")
     return 0
 
 
