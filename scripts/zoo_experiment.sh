@@ -2,7 +2,8 @@
 # The router-zoo experiment: every router on the fine-grained shape (presets/zoo.json),
 # equal tokens, on debian-mix; then USMoE training-free on each topk checkpoint (its
 # router weights reused, `moelab eval --router usmoe`), under the training (batch) rule
-# and the per-token inference rule. Prints the compare table, then the training-free one.
+# and the per-token inference rule. Prints the compare table, the training-free one, then
+# the zoo tables of docs/routers.md (scripts/zoo_table.py).
 #   scripts/zoo_experiment.sh                   the full preset: 3 seeds, about 40 minutes on a quiet 2-core machine
 #   SEEDS=1 STEPS=250 scripts/zoo_experiment.sh a short smoke run
 # env: DATA=data/mix OUT=runs/zoo SEEDS STEPS JOBS=2 (runs side by side), THREADS=0 (all cores, split between the jobs)
