@@ -39,4 +39,11 @@ void topk_after_step(RouterLayer *r);
 /* `bias` [E]: the aux-free selection bias, for moelab route. */
 int topk_load_inputs(RouterLayer *r, const RouterTensor *in, int n_in);
 
+/* The hooks every router of the top-k family shares: a member's RouterSpec lists its name,
+ * summary, option table, state_len and init, then TOPK_FAMILY_HOOKS. */
+#define TOPK_FAMILY_HOOKS                                                                            \
+    .param_rows = topk_rows, .free = topk_free, .forward = topk_forward,                             \
+    .backward_outputs = topk_backward_outputs, .backward = topk_backward, .after_step = topk_after_step, \
+    .load_inputs = topk_load_inputs
+
 #endif
