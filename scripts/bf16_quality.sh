@@ -11,10 +11,7 @@ BIN=build/moelab
 DATA=${DATA:-data/mix}
 OUT=${OUT:-runs/bf16-quality}
 make --no-print-directory "$BIN"
-if [ ! -f "$DATA/train.bin" ]; then
-    scripts/corpus.sh
-    "$BIN" prepare --manifest corpus/debian-mix.json --out "$DATA" --vocab 2048 --val-frac 0.025
-fi
+scripts/mix_data.sh "$DATA"
 rm -rf "$OUT"
 "$BIN" compare --data "$DATA" --out "$OUT" --runs "fp32:topk:--precision fp32;bf16:topk:--precision bf16" \
     --seeds "${SEEDS:-3}" --steps "${STEPS:-600}" --jobs 2 --no-analyze --warmup 30 \

@@ -13,10 +13,7 @@ BIN=build/moelab
 DATA=${DATA:-data/mix}
 OUT=${OUT:-runs/zoo}
 make --no-print-directory "$BIN"
-if [ ! -f "$DATA/train.bin" ]; then
-    scripts/corpus.sh
-    "$BIN" prepare --manifest corpus/debian-mix.json --out "$DATA" --vocab 2048 --val-frac 0.025
-fi
+scripts/mix_data.sh "$DATA"
 args=(--preset zoo --data "$DATA" --out "$OUT" --jobs "${JOBS:-2}" --threads "${THREADS:-0}")
 [ -n "${SEEDS:-}" ] && args+=(--seeds "$SEEDS")
 [ -n "${STEPS:-}" ] && args+=(--steps "$STEPS")

@@ -10,10 +10,7 @@ BIN=build/moelab
 DATA=${DATA:-data/mix}
 OUT=${OUT:-runs/zoo-long}
 make --no-print-directory "$BIN"
-if [ ! -f "$DATA/train.bin" ]; then
-    scripts/corpus.sh
-    "$BIN" prepare --manifest corpus/debian-mix.json --out "$DATA" --vocab 2048 --val-frac 0.025
-fi
+scripts/mix_data.sh "$DATA"
 "$BIN" compare --data "$DATA" --out "$OUT" --seeds 3 --steps 2400 --jobs 2 --threads 0 \
     --runs "topk:topk:--renorm 1;random:random:--renorm 1;usmoe:usmoe:;expert_choice:expert_choice:;etr:etr:;mpmoe:mpmoe:" \
     --layers 4 --dense-layers 1 --d-model 128 --heads 4 --seq-len 128 --batch 8 --experts 32 --topk 4 --d-expert 32 \
