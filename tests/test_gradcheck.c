@@ -35,31 +35,8 @@ static uint64_t routing_hash(const Routing *rt, uint64_t h) {
 
 /* Compares grad[i] with (f(x+h) - f(x-h)) / 2h at up to `samples` indices. */
 static void fd_check(const char *name, float *x, const float *grad, size_t n, LossFn f, void *ctx, int samples, float h) {
-    double worst = 0.0;
-    int skipped = 0, checked = 0, want = samples < (int)n ? samples : (int)n;
-    f(ctx);
-    uint64_t base = g_route_sig;
-    for (int s = 0; checked < want && s < 4 * want; s++) {
-        size_t i = (int)n <= samples ? (size_t)(s % n) : rng_below(&g_rng, n);
-        float save = x[i];
-        x[i] = save + h;
-        double lp = f(ctx);
-        uint64_t sp = g_route_sig;
-        x[i] = save - h;
-        double lm = f(ctx);
-        uint64_t sm = g_route_sig;
-        x[i] = save;
-        if (sp != base || sm != base) {
-            skipped++;
-            continue;
-        }
-        checked++;
-        double fd = (lp - lm) / (2.0 * h), an = grad[i];
-        double err = fabs(fd - an) / (fmax(fabs(fd), fabs(an)) + 1e-3);
-        if (err > worst) worst = err;
-        CHECK(err < 2e-2, "%s[%zu]: analytic %.6g vs numeric %.6g", name, i, an, fd);
-    }
-    CHECK(checked * 2 >= want, "%s: only %d of %d samples away from a routing change", name, checked, want);
+    int skipped;
+    double worst = tl_fd_check(name, x, grad, n, f, ctx, &g_route_sig, &g_rng, samples, h, 1e-3, &skipped);
     printf("  %-28s max rel err %.2e%s\n", name, worst, skipped ? " (some samples skipped: routing changed)" : "");
 }
 

@@ -127,32 +127,14 @@ static void layer_backward(Layer *c, float *dx) {
     moe_backward(&c->acts, &c->r, &c->p, &c->g, &c->cfg, c->x, c->T, c->rw, dx, 1.0f);
 }
 
-/* Central differences at up to `want` entries away from a change of routing. */
+static double layer_loss_fn(void *c) { return layer_loss(c); }
+
+/* Central differences at up to `want` entries away from a change of routing. fp32 forwards
+ * and h = 1e-2 leave ~1e-4 of absolute error in fd (seen on unit-norm orthogonality terms),
+ * so small entries are compared against a floor of 5e-3. */
 static double fd_check(const char *name, Layer *c, float *x, const float *grad, size_t n, int want) {
-    double worst = 0.0;
-    int checked = 0;
-    layer_loss(c);
-    uint64_t base = g_sig;
-    for (int s = 0; checked < want && s < 4 * want; s++) {
-        size_t i = rng_below(&g_rng, n);
-        float save = x[i], h = 1e-2f;
-        x[i] = save + h;
-        double lp = layer_loss(c);
-        uint64_t sp = g_sig;
-        x[i] = save - h;
-        double lm = layer_loss(c);
-        uint64_t sm = g_sig;
-        x[i] = save;
-        if (sp != base || sm != base) continue;
-        checked++;
-        /* fp32 forwards and h = 1e-2 leave ~1e-4 of absolute error in fd (seen on unit-norm
-         * orthogonality terms), so small entries are compared against a floor of 5e-3. */
-        double fd = (lp - lm) / (2.0 * h), an = grad[i], err = fabs(fd - an) / (fmax(fabs(fd), fabs(an)) + 5e-3);
-        worst = fmax(worst, err);
-        CHECK(err < 2e-2, "%s[%zu]: analytic %.6g vs numeric %.6g", name, i, an, fd);
-    }
-    CHECK(checked * 2 >= want, "%s: only %d of %d samples away from a routing change", name, checked, want);
-    return worst;
+    int skipped;
+    return tl_fd_check(name, x, grad, n, layer_loss_fn, c, &g_sig, &g_rng, want, 1e-2f, 5e-3, &skipped);
 }
 
 static void check_gradients(const char *router, const char *opts) {

@@ -2,6 +2,7 @@
  * Each test prints "PASS name" or "FAIL name"; tests/run_tests.sh counts them. */
 #ifndef MOELAB_TESTLIB_H
 #define MOELAB_TESTLIB_H
+#include "core/util.h"
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -47,6 +48,43 @@ static inline void tl_maxdiff(const float *a, const float *b, size_t n, double f
     }
     *abs_out = ma;
     *rel_out = mr;
+}
+
+/* Central differences (f(x+h) - f(x-h)) / 2h against grad[i] at up to `want` indices (every
+ * index in turn when n <= want, else drawn from rng). An index whose +-h changes the routing
+ * (*sig after f differs from its value at x) is skipped; at least half must be checked.
+ * Relative error |fd - an| / (max(|fd|, |an|) + floor_) must stay below 2e-2; returns the
+ * worst and sets *skipped. */
+typedef double (*TlLossFn)(void *ctx);
+static inline double tl_fd_check(const char *name, float *x, const float *grad, size_t n, TlLossFn f, void *ctx,
+                                 const uint64_t *sig, Rng *rng, int want, float h, double floor_, int *skipped) {
+    double worst = 0.0;
+    int checked = 0;
+    *skipped = 0;
+    if ((size_t)want > n) want = (int)n;
+    f(ctx);
+    uint64_t base = *sig;
+    for (int s = 0; checked < want && s < 4 * want; s++) {
+        size_t i = n <= (size_t)want ? (size_t)s % n : rng_below(rng, n);
+        float save = x[i];
+        x[i] = save + h;
+        double lp = f(ctx);
+        uint64_t sp = *sig;
+        x[i] = save - h;
+        double lm = f(ctx);
+        uint64_t sm = *sig;
+        x[i] = save;
+        if (sp != base || sm != base) {
+            (*skipped)++;
+            continue;
+        }
+        checked++;
+        double fd = (lp - lm) / (2.0 * h), an = grad[i], err = fabs(fd - an) / (fmax(fabs(fd), fabs(an)) + floor_);
+        worst = fmax(worst, err);
+        CHECK(err < 2e-2, "%s[%zu]: analytic %.6g vs numeric %.6g", name, i, an, fd);
+    }
+    CHECK(checked * 2 >= want, "%s: only %d of %d samples away from a routing change", name, checked, want);
+    return worst;
 }
 
 /* Makes writes past `bytes` fail, as a full disk would; returns the limit to restore
