@@ -88,7 +88,7 @@ static void test_bf16_products(void) {
     gemm_set_precision(PREC_FP32);
 }
 
-/* The attention runs one product per thread: per-thread scratch and the shared cache. */
+/* Experts run one product per thread: per-thread scratch and the shared cache. */
 static void test_bf16_in_parallel(void) {
     if (!have_bf16) {
         printf("SKIP test_bf16_in_parallel: no bf16 matmul here\n");
@@ -149,6 +149,54 @@ static void test_bf16_same_a(void) {
     free(dy), free(w), free(x), free(dx), free(dw), free(dw_ref), free(dx2), free(dx2_ref);
 }
 
+/* gemm_batched over a 3 x 2 grid laid out as the attention lays out batches and heads (items
+ * side by side within rows, grids of rows behind them), every transpose, alpha and beta = 1:
+ * each item equals the reference product of its slices; in bf16 the operands are passed rounded. */
+static void batched_case(Precision prec, int ta, int tb) {
+    int n0 = 3, n1 = 2, M = 40, N = 24, K = 36;
+    int ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    int lda = n1 * ac + 3, ldb = n1 * bc + 1, ldc = n1 * N + 2;
+    long sa0 = (long)ar * lda, sb0 = (long)br * ldb, sc0 = (long)M * ldc;
+    size_t na = (size_t)n0 * sa0, nb = (size_t)n0 * sb0, nc = (size_t)n0 * sc0;
+    float *A = ml_malloc(na * sizeof(float)), *B = ml_malloc(nb * sizeof(float));
+    float *C = ml_malloc(nc * sizeof(float)), *R = ml_malloc(nc * sizeof(float));
+    uint16_t *Ah = ml_malloc(na * sizeof(uint16_t)), *Bh = ml_malloc(nb * sizeof(uint16_t));
+    Rng r;
+    rng_seed(&r, 13 + ta * 2 + tb);
+    fill(A, na, &r), fill(B, nb, &r), fill(C, nc, &r);
+    memcpy(R, C, nc * sizeof(float));
+    gemm_round(Ah, A, na), gemm_round(Bh, B, nb);
+    GemmBatch g = {{n0, n1}, {sa0, ac}, {sb0, bc}, {sc0, N}};
+    int bf = prec == PREC_BF16;
+    gemm_batched(&g, ta, tb, M, N, K, 0.75f, bf ? (const void *)Ah : A, lda, bf ? (const void *)Bh : B, ldb, 1.0f, C, ldc);
+    int bad = 0;
+    for (int i = 0; i < n0; i++)
+        for (int j = 0; j < n1; j++) {
+            size_t oa = i * sa0 + j * ac, ob = i * sb0 + j * bc, oc = i * sc0 + (size_t)j * N;
+            reference(prec, ta, tb, M, N, K, 0.75f, A + oa, lda, B + ob, ldb, 1.0f, R + oc, ldc);
+            double worst = 0;
+            for (int m = 0; m < M; m++) {
+                double ma, mr;
+                tl_maxdiff(C + oc + (size_t)m * ldc, R + oc + (size_t)m * ldc, N, 6.0, &ma, &mr);
+                worst = mr > worst ? mr : worst;
+            }
+            bad += worst > 2e-5;
+        }
+    CHECK(bad == 0, "%s ta %d tb %d: %d of %d grid items differ", precision_name(prec), ta, tb, bad, n0 * n1);
+    free(A), free(B), free(C), free(R), free(Ah), free(Bh);
+}
+
+static void test_batched(void) {
+    for (int t = 0; t < 4; t++) batched_case(PREC_FP32, t & 1, t >> 1);
+    if (!have_bf16) {
+        printf("SKIP test_batched in bf16: no bf16 matmul here\n");
+        return;
+    }
+    gemm_set_precision(PREC_BF16);
+    for (int t = 0; t < 4; t++) batched_case(PREC_BF16, t & 1, t >> 1);
+    gemm_set_precision(PREC_FP32);
+}
+
 static void test_bf16_rounding(void) {
     /* 1 + 2^-8 is halfway between bf16 1 and 1 + 2^-7: ties go to even (1) */
     CHECK(bf16_round(1.0f + 1.0f / 256) == 0x3f80, "tie rounds to even: %04x", bf16_round(1.0f + 1.0f / 256));
@@ -171,5 +219,6 @@ int main(void) {
     RUN(test_bf16_products);
     RUN(test_bf16_in_parallel);
     RUN(test_bf16_same_a);
+    RUN(test_batched);
     TEST_MAIN_END();
 }

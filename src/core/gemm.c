@@ -28,6 +28,10 @@ static size_t g_wn, g_wcap;
 typedef struct {
     int M, N, K, ta, lda, tb, ldb, ldc, beta;
     float alpha;
+    /* batched products (gemm_batched): the grid and the strides, zero for a single product;
+     * bf16: operands are bf16 (always, except batched fp32) */
+    int nb[2], bf16;
+    long sa[2], sb[2], sc[2];
 } Key;
 
 typedef struct {
@@ -64,9 +68,18 @@ int precision_parse(const char *name, Precision *out) {
 const char *precision_name(Precision p) { return p == PREC_BF16 ? "bf16" : "fp32"; }
 Precision gemm_precision(void) { return g_prec; }
 
-static void md2(dnnl_memory_desc_t *md, int rows, int cols, dnnl_data_type_t dt, int s0, int s1) {
-    dnnl_dims_t dims = {rows, cols}, strides = {s0, s1};
-    if (dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides) != dnnl_success) {
+/* A rows x cols matrix with strides s0, s1, behind the key's batch grid when it has one. */
+static void md2(dnnl_memory_desc_t *md, const Key *k, const long *sbatch, int rows, int cols, dnnl_data_type_t dt,
+                int s0, int s1) {
+    int nd = k->nb[0] ? 4 : 2, st;
+    if (nd == 4) {
+        dnnl_dims_t dims = {k->nb[0], k->nb[1], rows, cols}, strides = {sbatch[0], sbatch[1], s0, s1};
+        st = dnnl_memory_desc_init_by_strides(md, 4, dims, dt, strides);
+    } else {
+        dnnl_dims_t dims = {rows, cols}, strides = {s0, s1};
+        st = dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
+    }
+    if (st != dnnl_success) {
         fprintf(stderr, "moelab: oneDNN rejected a %dx%d memory descriptor\n", rows, cols);
         exit(2);
     }
@@ -76,11 +89,12 @@ static void md2(dnnl_memory_desc_t *md, int rows, int cols, dnnl_data_type_t dt,
  * [K, lda] rows when ta (oneDNN reads it transposed at full speed), else as [M, lda] rows;
  * B as [N, ldb] rows when tb, else as [K, ldb] rows. Returns 0 or a dnnl status. */
 static int build(Entry *e, const Key *k) {
-    if (k->ta) md2(&e->src, k->M, k->K, dnnl_bf16, 1, k->lda);
-    else md2(&e->src, k->M, k->K, dnnl_bf16, k->lda, 1);
-    if (k->tb) md2(&e->wei, k->K, k->N, dnnl_bf16, 1, k->ldb);
-    else md2(&e->wei, k->K, k->N, dnnl_bf16, k->ldb, 1);
-    md2(&e->dst, k->M, k->N, dnnl_f32, k->ldc, 1);
+    dnnl_data_type_t in = k->bf16 ? dnnl_bf16 : dnnl_f32;
+    if (k->ta) md2(&e->src, k, k->sa, k->M, k->K, in, 1, k->lda);
+    else md2(&e->src, k, k->sa, k->M, k->K, in, k->lda, 1);
+    if (k->tb) md2(&e->wei, k, k->sb, k->K, k->N, in, 1, k->ldb);
+    else md2(&e->wei, k, k->sb, k->K, k->N, in, k->ldb, 1);
+    md2(&e->dst, k, k->sc, k->M, k->N, dnnl_f32, k->ldc, 1);
     dnnl_primitive_attr_t attr;
     dnnl_post_ops_t po = NULL;
     dnnl_primitive_attr_create(&attr);
@@ -93,7 +107,8 @@ static int build(Entry *e, const Key *k) {
     }
     dnnl_matmul_desc_t desc;
     dnnl_primitive_desc_t pd = NULL;
-    int st = dnnl_matmul_desc_init(&desc, &e->src, &e->wei, NULL, &e->dst);
+    int st = g_engine ? dnnl_success : dnnl_engine_create(&g_engine, dnnl_cpu, 0);
+    if (st == dnnl_success) st = dnnl_matmul_desc_init(&desc, &e->src, &e->wei, NULL, &e->dst);
     if (st == dnnl_success) st = dnnl_primitive_desc_create(&pd, &desc, attr, g_engine, NULL);
     if (st == dnnl_success) {
         e->scratch = *dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
@@ -108,14 +123,19 @@ static int build(Entry *e, const Key *k) {
 
 static unsigned key_hash(const Key *k) {
     unsigned h = 2166136261u;
-    const int v[10] = {k->M, k->N, k->K, k->ta, k->lda, k->tb, k->ldb, k->ldc, k->beta, (int)(k->alpha * 65536.0f)};
-    for (int i = 0; i < 10; i++) h = (h ^ (unsigned)v[i]) * 16777619u;
+    const long v[19] = {k->M,     k->N,     k->K,     k->ta,    k->lda,   k->tb,    k->ldb,
+                        k->ldc,   k->beta,  (long)(k->alpha * 65536.0f),        k->nb[0], k->nb[1],
+                        k->bf16,  k->sa[0], k->sa[1], k->sb[0], k->sb[1], k->sc[0], k->sc[1]};
+    for (int i = 0; i < 19; i++) h = (h ^ (unsigned)v[i]) * 16777619u;
     return h;
 }
 
 static int key_eq(const Key *a, const Key *b) {
     return a->M == b->M && a->N == b->N && a->K == b->K && a->ta == b->ta && a->lda == b->lda && a->tb == b->tb &&
-           a->ldb == b->ldb && a->ldc == b->ldc && a->beta == b->beta && a->alpha == b->alpha;
+           a->ldb == b->ldb && a->ldc == b->ldc && a->beta == b->beta && a->alpha == b->alpha &&
+           a->nb[0] == b->nb[0] && a->nb[1] == b->nb[1] && a->bf16 == b->bf16 && a->sa[0] == b->sa[0] &&
+           a->sa[1] == b->sa[1] && a->sb[0] == b->sb[0] && a->sb[1] == b->sb[1] && a->sc[0] == b->sc[0] &&
+           a->sc[1] == b->sc[1];
 }
 
 /* The cached primitive for k; *own is set when the cache is full and the caller must free it. */
@@ -141,7 +161,8 @@ static Entry *lookup(const Key *k, Entry *spare, int *own) {
         }
     }
     if (!found) {
-        fprintf(stderr, "moelab: oneDNN could not build a bf16 matmul %dx%dx%d (status %d)\n", k->M, k->N, k->K, st);
+        fprintf(stderr, "moelab: oneDNN could not build a %s matmul %dx%dx%d (status %d)\n", k->bf16 ? "bf16" : "fp32",
+                k->M, k->N, k->K, st);
         exit(2);
     }
     return found;
@@ -154,7 +175,7 @@ static void *grow(void *p, size_t *cap, size_t bytes) {
     return ml_malloc(*cap);
 }
 
-static void run(const Key *k, const uint16_t *a, const uint16_t *b, float *c) {
+static void run(const Key *k, const void *a, const void *b, float *c) {
     Entry spare, *e;
     int own;
     e = lookup(k, &spare, &own);
@@ -244,7 +265,7 @@ static void gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const fl
         }
         b = tl.b;
     }
-    Key k = {Mm, N, Kp, ta, ta ? Mp : Kp, tb, ldb_eff, ldc, beta != 0.0f, alpha};
+    Key k = {Mm, N, Kp, ta, ta ? Mp : Kp, tb, ldb_eff, ldc, beta != 0.0f, alpha, .bf16 = 1};
     if (Mm > 0) run(&k, tl.a, b, C);
     if (!tail) return;
     k.M = BLOCK, k.ldc = N, k.beta = 0;
@@ -284,6 +305,37 @@ void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int 
     gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void gemm_batched(const GemmBatch *g, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
+                  const void *B, int ldb, float beta, float *C, int ldc) {
+    if (g_prec == PREC_FP32 && g->n[0] == 1 && g->n[1] == 1) {
+        gemm_fp32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    tl.same_a = 0;
+    if (M <= 0 || N <= 0 || g->n[0] <= 0 || g->n[1] <= 0) return;
+    Key k = {M, N, K, ta, lda, tb, ldb, ldc, beta != 0.0f, alpha, {g->n[0], g->n[1]}, g_prec == PREC_BF16,
+             {g->sa[0], g->sa[1]}, {g->sb[0], g->sb[1]}, {g->sc[0], g->sc[1]}};
+    run(&k, A, B, C);
+}
+
+void gemm_round(uint16_t *dst, const float *src, size_t n) {
+    size_t chunk = 1 << 14, nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static) if (nchunks > 1 && !omp_in_parallel())
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t i0 = c * chunk, len = n - i0 < chunk ? n - i0 : chunk;
+        cast_span(dst + i0, src + i0, (int)len);
+    }
+}
+
+void gemm_round_row(uint16_t *dst, const float *src, int n) { cast_span(dst, src, n); }
+
+uint16_t *gemm_scratch_bf16(int slot, size_t n) {
+    static _Thread_local uint16_t *buf[GEMM_SCRATCH_SLOTS];
+    static _Thread_local size_t cap[GEMM_SCRATCH_SLOTS];
+    buf[slot] = grow(buf[slot], &cap[slot], (n ? n : 1) * sizeof(uint16_t));
+    return buf[slot];
+}
+
 void gemm_cast_weights(const float *w, size_t n) {
     if (g_prec != PREC_BF16) return;
     if (n > g_wcap) {
@@ -306,7 +358,7 @@ static int probe_bf16(void) {
     if (!g_engine && dnnl_engine_create(&g_engine, dnnl_cpu, 0) != dnnl_success)
         return ml_fail("cannot create a oneDNN CPU engine");
     Entry e;
-    Key k = {BLOCK, BLOCK, BLOCK, 0, BLOCK, 1, BLOCK, BLOCK, 0, 1.0f};
+    Key k = {BLOCK, BLOCK, BLOCK, 0, BLOCK, 1, BLOCK, BLOCK, 0, 1.0f, .bf16 = 1};
     int st = build(&e, &k);
     if (st == dnnl_unimplemented)
         return ml_fail("--precision bf16 needs a CPU with AVX-512 (oneDNN has no bf16 matmul below it; "

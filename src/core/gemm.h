@@ -28,6 +28,25 @@ void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int 
  * its padded layout fits, instead of rounding A again. Any other product clears it. */
 void gemm_same_a(void);
 
+/* A grid of n[0] x n[1] products of one shape: product (i, j) reads A + i sa[0] + j sa[1]
+ * (elements), B + i sb[0] + j sb[1] and writes C + i sc[0] + j sc[1]. One oneDNN call runs
+ * the whole grid on all threads (attention: every batch and head at once). */
+typedef struct {
+    int n[2];
+    long sa[2], sb[2], sc[2];
+} GemmBatch;
+/* As gemm, over the grid. A and B hold fp32 values (float) in fp32 precision and values
+ * already rounded to bf16 (uint16_t, gemm_round) in bf16 precision. Not inside a parallel
+ * region, except a 1 x 1 grid in fp32, which is gemm_fp32. */
+void gemm_batched(const GemmBatch *g, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
+                  const void *B, int ldb, float beta, float *C, int ldc);
+/* dst[0..n) = bf16(src[0..n)), round to nearest even; gemm_round runs on all threads. */
+void gemm_round(uint16_t *dst, const float *src, size_t n);
+void gemm_round_row(uint16_t *dst, const float *src, int n);
+/* A per-thread bf16 buffer of at least n values, kept between calls (slot < GEMM_SCRATCH_SLOTS). */
+#define GEMM_SCRATCH_SLOTS 4
+uint16_t *gemm_scratch_bf16(int slot, size_t n);
+
 /* Always fp32 (cblas_sgemm), whatever the precision. */
 void gemm_fp32(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B, int ldb,
                float beta, float *C, int ldc);

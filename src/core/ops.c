@@ -119,67 +119,182 @@ void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, 
     }
 }
 
-/* Causal: row block [i0, i1) of the scores needs keys 0..i1-1 only, so in fp32 the products
- * run per block of 64 query rows over the keys up to the block's end (with T = 256, 10/16 of
- * the full square: attention 20% faster). In bf16 each product also rounds its operands and
- * pays oneDNN's per-call cost, which at these sizes outweighs the skipped work (measured 25%
- * slower tiled), so there the block is all of T. Entries above the diagonal are stored as zeros. */
-static int attention_tile(int T) { return gemm_precision() == PREC_BF16 ? T : 64; }
+/* Causal: row block [i0, i1) of the scores needs keys 0..i1-1 only, so the products run per
+ * block of 64 query rows over the keys up to the block's end (with T = 256, 10/16 of the full
+ * square). Entries above the diagonal are stored as zeros.
+ * fp32: a thread takes one (batch, head) at a time, whose score block stays in its cache
+ * between the products and the softmax. bf16: oneDNN's per-call cost and the rounding of
+ * operands per call made that 25% slower than fp32, so there each product is one call over
+ * every batch and head (a GemmBatch grid), q, k, v and dout are rounded once per layer, and
+ * the softmax loops write the bf16 P and dS the products read. */
+#define ATT_TILE 64
+
+/* One group of (batch, head) pairs: all of them (bf16) or one (fp32). */
+typedef struct {
+    int B, T, D, NH, hd, ld, bf, nb, nh; /* nb x nh: the group's grid */
+    size_t es;                           /* bytes per operand element: 4 (fp32) or 2 (bf16) */
+    size_t tok, qk, sc;                  /* element offsets of the group: out/dout rows, qkv rows, scores */
+} AttGroup;
+
+static int att_groups(int B, int NH) { return gemm_precision() == PREC_BF16 ? 1 : B * NH; }
+
+static AttGroup att_group(int B, int T, int D, int NH, int g) {
+    AttGroup s = {B, T, D, NH, D / NH, 3 * D, gemm_precision() == PREC_BF16, B, NH, 0, 0, 0, 0};
+    s.es = s.bf ? sizeof(uint16_t) : sizeof(float);
+    if (!s.bf) {
+        int b = g / NH, h = g % NH;
+        s.nb = s.nh = 1;
+        s.tok = (size_t)b * T * D + (size_t)h * s.hd;
+        s.qk = (size_t)b * T * s.ld + (size_t)h * s.hd;
+        s.sc = (size_t)g * T * T;
+    }
+    return s;
+}
+
+/* The grid of a product whose operands are token rows (ld ldx) or score rows (ldx 0). */
+static GemmBatch grid(const AttGroup *s, int lda, int ldb, int ldc) {
+    long tt = (long)s->T * s->T;
+    GemmBatch g = {{s->nb, s->nh}, {0, 0}, {0, 0}, {0, 0}};
+    long *st[3] = {g.sa, g.sb, g.sc};
+    int ld[3] = {lda, ldb, ldc};
+    for (int i = 0; i < 3; i++) {
+        st[i][0] = ld[i] ? (long)s->T * ld[i] : (long)s->NH * tt;
+        st[i][1] = ld[i] ? s->hd : tt;
+    }
+    return g;
+}
+
+/* Operand element `off` of a buffer in the precision's type. */
+static const void *at(const void *base, const AttGroup *s, size_t off) { return (const char *)base + off * s->es; }
+
+/* x [n] as an operand: x itself in fp32, its bf16 rounding (in slot's scratch) in bf16. */
+static const void *operand(int slot, const float *x, size_t n) {
+    if (gemm_precision() != PREC_BF16) return x;
+    uint16_t *h = gemm_scratch_bf16(slot, n);
+    gemm_round(h, x, n);
+    return h;
+}
+
+/* Row r of the group's block [i0, i1): causal softmax in place over the scores S (the
+ * group's first); ph, when bf16, gets the row rounded up to i1 for the P V product. */
+static inline void softmax_fwd_row(const AttGroup *s, float *S, uint16_t *ph, int i0, int i1, int r) {
+    int m = i1 - i0, i = i0 + r % m, T = s->T;
+    size_t off = (size_t)(r / m) * T * T + (size_t)i * T;
+    float *row = S + off, mx = -INFINITY;
+    for (int j = 0; j <= i; j++) mx = vmaxf(mx, row[j]);
+    for (int j = 0; j <= i; j++) row[j] = vexpf(row[j] - mx);
+    float inv = 1.0f / vsumf(row, i + 1);
+    for (int j = 0; j <= i; j++) row[j] *= inv;
+    for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+    if (ph) gemm_round_row(ph + s->sc + off, row, i1);
+}
+
+/* Softmax backward of row r, scaled: dS = P (dP - sum_j P dP) * scale, in place over dP;
+ * in bf16 dsh and ph get dS and P rounded, up to i1, for the products that follow. */
+static inline void softmax_bwd_row(const AttGroup *s, const float *P, float *dP, uint16_t *ph, uint16_t *dsh,
+                                   float scale, int i0, int i1, int r) {
+    int m = i1 - i0, i = i0 + r % m, T = s->T;
+    size_t off = (size_t)(r / m) * T * T + (size_t)i * T;
+    const float *p = P + off;
+    float *d = dP + off, dot = vdotf(p, d, i + 1);
+    for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
+    for (int j = i + 1; j < i1; j++) d[j] = 0.0f; /* read by the block's products */
+    if (dsh) gemm_round_row(dsh + s->sc + off, d, i1), gemm_round_row(ph + s->sc + off, p, i1);
+}
+
+static void attention_forward_group(const AttGroup *sp, float *out, float *att, const void *qkv_op, uint16_t *ph) {
+    AttGroup s = *sp;
+    int T = s.T, D = s.D;
+    float scale = 1.0f / sqrtf((float)s.hd);
+    {
+        const void *q = at(qkv_op, &s, s.qk), *k = at(q, &s, D), *v = at(q, &s, 2 * D);
+        float *S = att + s.sc;
+        GemmBatch qk = grid(&s, s.ld, s.ld, 0), pv = grid(&s, 0, s.ld, D);
+        for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
+            int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, m = i1 - i0;
+            gemm_batched(&qk, 0, 1, m, i1, s.hd, scale, at(q, &s, (size_t)i0 * s.ld), s.ld, k, s.ld, 0.0f,
+                         S + (size_t)i0 * T, T);
+            int rows = s.nb * s.nh * m;
+            if (rows > m) {
+#pragma omp parallel for schedule(static)
+                for (int r = 0; r < rows; r++) softmax_fwd_row(&s, S, ph, i0, i1, r);
+            } else {
+                for (int r = 0; r < rows; r++) softmax_fwd_row(&s, S, ph, i0, i1, r);
+            }
+            const void *P = ph ? (const void *)(ph + s.sc) : S;
+            gemm_batched(&pv, 0, 0, m, s.hd, i1, 1.0f, at(P, &s, (size_t)i0 * T), T, v, s.ld, 0.0f,
+                         out + s.tok + (size_t)i0 * D, D);
+        }
+    }
+}
 
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int NH) {
-    int hd = D / NH, ld = 3 * D, tile = attention_tile(T);
-    float scale = 1.0f / sqrtf((float)hd);
+    const void *qkv_op = operand(0, qkv, (size_t)B * T * 3 * D);
+    uint16_t *ph = gemm_precision() == PREC_BF16 ? gemm_scratch_bf16(1, (size_t)B * NH * T * T) : NULL;
+    int groups = att_groups(B, NH);
+    if (groups == 1) {
+        AttGroup s = att_group(B, T, D, NH, 0);
+        attention_forward_group(&s, out, att, qkv_op, ph);
+        return;
+    }
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        const float *q = qkv + (size_t)b * T * ld + h * hd, *k = q + D, *v = q + 2 * D;
-        float *P = att + (size_t)bh * T * T, *o = out + (size_t)b * T * D + h * hd;
-        for (int i0 = 0; i0 < T; i0 += tile) {
-            int i1 = i0 + tile < T ? i0 + tile : T, m = i1 - i0;
-            gemm(0, 1, m, i1, hd, scale, q + (size_t)i0 * ld, ld, k, ld, 0.0f, P + (size_t)i0 * T, T);
-            for (int i = i0; i < i1; i++) {
-                float *row = P + (size_t)i * T, mx = -INFINITY;
-                for (int j = 0; j <= i; j++) mx = vmaxf(mx, row[j]);
-                for (int j = 0; j <= i; j++) row[j] = vexpf(row[j] - mx);
-                float inv = 1.0f / vsumf(row, i + 1);
-                for (int j = 0; j <= i; j++) row[j] *= inv;
-                for (int j = i + 1; j < T; j++) row[j] = 0.0f;
+    for (int gi = 0; gi < groups; gi++) {
+        AttGroup s = att_group(B, T, D, NH, gi);
+        attention_forward_group(&s, out, att, qkv_op, ph);
+    }
+}
+
+/* ph and dsh: bf16 P and dS, rounded by the softmax backward loop (NULL in fp32) */
+static void attention_backward_group(const AttGroup *sp, float *dqkv, float *datt, const void *dout_op,
+                                     const void *qkv_op, const float *att, uint16_t *ph, uint16_t *dsh) {
+    AttGroup s = *sp;
+    int T = s.T, D = s.D, bf = s.bf;
+    float scale = 1.0f / sqrtf((float)s.hd);
+    {
+        const void *q = at(qkv_op, &s, s.qk), *k = at(q, &s, D), *v = at(q, &s, 2 * D), *dO = at(dout_op, &s, s.tok);
+        const float *P = att + s.sc;
+        float *dP = datt + s.sc, *dq = dqkv + s.qk, *dk = dq + D, *dv = dq + 2 * D;
+        const void *Pop = bf ? (const void *)(ph + s.sc) : P, *dS = bf ? (const void *)(dsh + s.sc) : dP;
+        GemmBatch dpg = grid(&s, D, s.ld, 0), dvg = grid(&s, 0, D, s.ld), dqg = grid(&s, 0, s.ld, s.ld);
+        for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
+            int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, m = i1 - i0;
+            size_t blk = (size_t)i0 * T;
+            /* dP = dO V^T */
+            gemm_batched(&dpg, 0, 1, m, i1, s.hd, 1.0f, at(dO, &s, (size_t)i0 * D), D, v, s.ld, 0.0f, dP + blk, T);
+            int rows = s.nb * s.nh * m;
+            if (rows > m) {
+#pragma omp parallel for schedule(static)
+                for (int r = 0; r < rows; r++) softmax_bwd_row(&s, P, dP, ph, dsh, scale, i0, i1, r);
+            } else {
+                for (int r = 0; r < rows; r++) softmax_bwd_row(&s, P, dP, ph, dsh, scale, i0, i1, r);
             }
-            gemm(0, 0, m, hd, i1, 1.0f, P + (size_t)i0 * T, T, v, ld, 0.0f, o + (size_t)i0 * D, D);
+            /* dV += P^T dO ; dQ += dS K ; dK += dS^T Q */
+            gemm_batched(&dvg, 1, 0, i1, s.hd, m, 1.0f, at(Pop, &s, blk), T, at(dO, &s, (size_t)i0 * D), D, 1.0f, dv,
+                         s.ld);
+            gemm_batched(&dqg, 0, 0, m, s.hd, i1, 1.0f, at(dS, &s, blk), T, k, s.ld, 1.0f, dq + (size_t)i0 * s.ld,
+                         s.ld);
+            gemm_batched(&dqg, 1, 0, i1, s.hd, m, 1.0f, at(dS, &s, blk), T, at(q, &s, (size_t)i0 * s.ld), s.ld, 1.0f,
+                         dk, s.ld);
         }
     }
 }
 
 void attention_backward(float *dqkv, float *datt, const float *dout, const float *qkv, const float *att,
                         int B, int T, int D, int NH) {
-    int hd = D / NH, ld = 3 * D, tile = attention_tile(T);
-    float scale = 1.0f / sqrtf((float)hd);
+    int bf = gemm_precision() == PREC_BF16;
+    const void *qkv_op = operand(0, qkv, (size_t)B * T * 3 * D), *dout_op = operand(2, dout, (size_t)B * T * D);
+    uint16_t *ph = bf ? gemm_scratch_bf16(1, (size_t)B * NH * T * T) : NULL;
+    uint16_t *dsh = bf ? gemm_scratch_bf16(3, (size_t)B * NH * T * T) : NULL;
+    int groups = att_groups(B, NH);
+    if (groups == 1) {
+        AttGroup s = att_group(B, T, D, NH, 0);
+        attention_backward_group(&s, dqkv, datt, dout_op, qkv_op, att, ph, dsh);
+        return;
+    }
 #pragma omp parallel for schedule(dynamic, 1)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        size_t off = (size_t)b * T * ld + h * hd;
-        const float *q = qkv + off, *k = q + D, *v = q + 2 * D;
-        float *dq = dqkv + off, *dk = dq + D, *dv = dq + 2 * D;
-        const float *P = att + (size_t)bh * T * T, *dO = dout + (size_t)b * T * D + h * hd;
-        float *dP = datt + (size_t)bh * T * T;
-        for (int i0 = 0; i0 < T; i0 += tile) {
-            int i1 = i0 + tile < T ? i0 + tile : T, m = i1 - i0;
-            const float *Pb = P + (size_t)i0 * T, *dOb = dO + (size_t)i0 * D;
-            float *dPb = dP + (size_t)i0 * T;
-            /* dP = dO V^T ; dV += P^T dO */
-            gemm(0, 1, m, i1, hd, 1.0f, dOb, D, v, ld, 0.0f, dPb, T);
-            gemm(1, 0, i1, hd, m, 1.0f, Pb, T, dOb, D, 1.0f, dv, ld);
-            /* softmax backward, scaled: dS = P (dP - sum_j P dP) * scale */
-            for (int i = i0; i < i1; i++) {
-                const float *p = P + (size_t)i * T;
-                float *d = dP + (size_t)i * T, dot = vdotf(p, d, i + 1);
-                for (int j = 0; j <= i; j++) d[j] = p[j] * (d[j] - dot) * scale;
-                for (int j = i + 1; j < i1; j++) d[j] = 0.0f; /* read by the block's products below */
-            }
-            /* dQ += dS K ; dK += dS^T Q */
-            gemm(0, 0, m, hd, i1, 1.0f, dPb, T, k, ld, 1.0f, dq + (size_t)i0 * ld, ld);
-            gemm(1, 0, i1, hd, m, 1.0f, dPb, T, q + (size_t)i0 * ld, ld, 1.0f, dk, ld);
-        }
+    for (int gi = 0; gi < groups; gi++) {
+        AttGroup s = att_group(B, T, D, NH, gi);
+        attention_backward_group(&s, dqkv, datt, dout_op, qkv_op, att, ph, dsh);
     }
 }
 
