@@ -14,7 +14,7 @@
  * step with the routing. A primitive per exact shape would JIT a kernel (~0.5 ms) for each
  * new count, so rows are split into a multiple of BLOCK plus one zero-padded BLOCK-row tail,
  * and token reductions are zero-padded to a multiple of BLOCK: a few shapes per product. */
-#define BLOCK 32
+#define BLOCK GEMM_ROW_BLOCK
 #define CACHE_SLOTS 4096
 
 static Precision g_prec = PREC_FP32;
@@ -243,7 +243,7 @@ static const uint16_t *shadow_of(const float *p) {
     return g_wbf + (p - g_w);
 }
 
-static void gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+static void gemm_bf16_from_fp32(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                       int ldb, float beta, float *C, int ldc) {
     /* a transposed A is a token reduction (weight gradients): its length varies */
     int Kp = ta ? (K + BLOCK - 1) / BLOCK * BLOCK : K;
@@ -302,7 +302,7 @@ void gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int 
         gemm_fp32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    gemm_bf16(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_bf16_from_fp32(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm_batched(const GemmBatch *g, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
@@ -317,6 +317,21 @@ void gemm_batched(const GemmBatch *g, int ta, int tb, int M, int N, int K, float
              {g->sa[0], g->sa[1]}, {g->sb[0], g->sb[1]}, {g->sc[0], g->sc[1]}};
     run(&k, A, B, C);
 }
+
+void gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda, const uint16_t *B, int ldb,
+               float beta, float *C, int ldc) {
+    tl.same_a = 0;
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) { /* an empty sum */
+        if (beta == 0.0f)
+            for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, (size_t)N * sizeof(float));
+        return;
+    }
+    Key k = {M, N, K, ta, lda, tb, ldb, ldc, beta != 0.0f, alpha, .bf16 = 1};
+    run(&k, A, B, C);
+}
+
+const uint16_t *gemm_weights_bf16(const float *w) { return g_prec == PREC_BF16 ? shadow_of(w) : NULL; }
 
 void gemm_round(uint16_t *dst, const float *src, size_t n) {
     size_t chunk = 1 << 14, nchunks = (n + chunk - 1) / chunk;

@@ -40,6 +40,14 @@ typedef struct {
  * region, except a 1 x 1 grid in fp32, which is gemm_fp32. */
 void gemm_batched(const GemmBatch *g, int ta, int tb, int M, int N, int K, float alpha, const void *A, int lda,
                   const void *B, int ldb, float beta, float *C, int ldc);
+/* One product of operands already rounded to bf16, as they are: no rounding, no padding.
+ * oneDNN builds a kernel per shape: callers whose row counts vary round them up to a
+ * multiple of GEMM_ROW_BLOCK (zero rows) so that only a few shapes occur. */
+#define GEMM_ROW_BLOCK 32
+void gemm_bf16(int ta, int tb, int M, int N, int K, float alpha, const uint16_t *A, int lda, const uint16_t *B, int ldb,
+               float beta, float *C, int ldc);
+/* The bf16 shadow of parameters w (gemm_cast_weights) in bf16 precision; NULL otherwise. */
+const uint16_t *gemm_weights_bf16(const float *w);
 /* dst[0..n) = bf16(src[0..n)), round to nearest even; gemm_round runs on all threads. */
 void gemm_round(uint16_t *dst, const float *src, size_t n);
 void gemm_round_row(uint16_t *dst, const float *src, int n);

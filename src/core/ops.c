@@ -78,7 +78,8 @@ void rmsnorm_backward(float *dx, float *dw, const float *dy, const float *x, con
 /* cos/sin per (position, frequency), kept while T, head size, theta and pos0 stay the same:
  * training and evaluation reuse one table for every layer, forward and backward. Called from
  * serial code only. Angles in double: p*f in float would err by ~p*1e-7 radians, visible at
- * 1e-5 parity. */
+ * 1e-5 parity. Row t holds half cosines then half sines, so the rotation loop reads both
+ * with unit stride and vectorises. */
 static const float *rope_table(int T, int hd, float theta, int pos0) {
     static float *cs;
     static int kT = -1, khd, kpos0;
@@ -90,8 +91,8 @@ static const float *rope_table(int T, int hd, float theta, int pos0) {
     for (int t = 0; t < T; t++)
         for (int i = 0; i < half; i++) {
             double ang = (double)(pos0 + t) * pow((double)theta, -2.0 * i / hd);
-            cs[((size_t)t * half + i) * 2] = (float)cos(ang);
-            cs[((size_t)t * half + i) * 2 + 1] = (float)sin(ang);
+            cs[(size_t)t * 2 * half + i] = (float)cos(ang);
+            cs[(size_t)t * 2 * half + half + i] = (float)sin(ang);
         }
     kT = T, khd = hd, ktheta = theta, kpos0 = pos0;
     return cs;
@@ -103,16 +104,15 @@ void rope_apply(float *qkv, int B, int T, int D, int NH, float theta, int pos0, 
     float sign = inverse ? -1.0f : 1.0f;
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < B * T; r++) {
-        const float *c = cs + (size_t)(r % T) * half * 2;
+        const float *co = cs + (size_t)(r % T) * 2 * half, *si = co + half;
         for (int part = 0; part < 2; part++) { /* q, then k */
             float *base = qkv + (size_t)r * 3 * D + part * D;
             for (int h = 0; h < NH; h++) {
                 float *v = base + h * hd;
                 for (int i = 0; i < half; i++) {
-                    float co = c[2 * i], si = sign * c[2 * i + 1];
-                    float a = v[i], b = v[i + half];
-                    v[i] = a * co - b * si;
-                    v[i + half] = b * co + a * si;
+                    float a = v[i], b = v[i + half], s = sign * si[i];
+                    v[i] = a * co[i] - b * s;
+                    v[i + half] = b * co[i] + a * s;
                 }
             }
         }
@@ -300,17 +300,27 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
 
 static inline float sigmoidf(float z) { return 1.0f / (1.0f + vexpf(-z)); }
 
+/* a = silu(g) u over n entries of a row's gate and up halves */
+static inline void swiglu_span(float *a, const float *g, const float *u, int n) {
+    for (int j = 0; j < n; j++) a[j] = g[j] * sigmoidf(g[j]) * u[j];
+}
+
+/* its backward: dg, du from da */
+static inline void swiglu_span_backward(float *dg, float *du, const float *g, const float *u, const float *da, int n) {
+    for (int j = 0; j < n; j++) {
+        float s = sigmoidf(g[j]);
+        dg[j] = da[j] * u[j] * s * (1.0f + g[j] * (1.0f - s));
+        du[j] = da[j] * g[j] * s;
+    }
+}
+
 void swiglu_forward(float *y, float *h, float *a, const float *x, const float *w_gu, const float *w_d, int n, int D, int F) {
     if (n <= 0) return;
     matmul_forward(h, x, w_gu, n, D, 2 * F, 0);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
         const float *hi = h + (size_t)i * 2 * F;
-        float *ai = a + (size_t)i * F;
-        for (int j = 0; j < F; j++) {
-            float g = hi[j];
-            ai[j] = g * sigmoidf(g) * hi[F + j];
-        }
+        swiglu_span(a + (size_t)i * F, hi, hi + F, F);
     }
     matmul_forward(y, a, w_d, n, F, D, 0);
 }
@@ -325,18 +335,59 @@ void swiglu_backward(float *dx, float *dw_gu, float *dw_d, float *dh, float *da,
     matmul_backward(NULL, dw_d, dy, a, w_d, n, F, D);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++) {
-        const float *hi = h + (size_t)i * 2 * F, *dai = da + (size_t)i * F;
+        const float *hi = h + (size_t)i * 2 * F;
         float *dhi = dh + (size_t)i * 2 * F;
-        for (int j = 0; j < F; j++) {
-            float g = hi[j], u = hi[F + j], s = sigmoidf(g);
-            dhi[j] = dai[j] * u * s * (1.0f + g * (1.0f - s));
-            dhi[F + j] = dai[j] * g * s;
-        }
+        swiglu_span_backward(dhi, dhi + F, hi, hi + F, da + (size_t)i * F, F);
     }
     /* dx (+)= dh W_gu ; dW_gu += dh^T x */
     gemm(0, 0, n, D, 2 * F, 1.0f, dh, 2 * F, w_gu, D, accumulate ? 1.0f : 0.0f, dx, D);
     gemm_same_a();
     matmul_backward(NULL, dw_gu, dh, x, w_gu, n, D, 2 * F);
+}
+
+/* The bf16 variants compute a row in fp32 pieces of this many values, then round them. */
+#define SPAN 256
+
+void swiglu_forward_bf16(float *y, float *h, uint16_t *a, const uint16_t *x, const float *w_gu, const float *w_d,
+                         int n, int D, int F) {
+    if (n <= 0) return;
+    gemm_bf16(0, 1, n, 2 * F, D, 1.0f, x, D, gemm_weights_bf16(w_gu), D, 0.0f, h, 2 * F);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *hi = h + (size_t)i * 2 * F;
+        float buf[SPAN];
+        for (int j = 0; j < F; j += SPAN) {
+            int len = F - j < SPAN ? F - j : SPAN;
+            swiglu_span(buf, hi + j, hi + F + j, len);
+            gemm_round_row(a + (size_t)i * F + j, buf, len);
+        }
+    }
+    gemm_bf16(0, 1, n, D, F, 1.0f, a, F, gemm_weights_bf16(w_d), F, 0.0f, y, D);
+}
+
+void swiglu_backward_bf16(float *dx, float *dw_gu, float *dw_d, uint16_t *dh, float *da, uint16_t *dyh, const float *dy,
+                          const uint16_t *x, const float *h, const uint16_t *a, const float *w_gu, const float *w_d,
+                          int n, int D, int F) {
+    if (n <= 0) return;
+    gemm_round(dyh, dy, (size_t)n * D);
+    /* da = dy W_d ; dW_d += dy^T a */
+    gemm_bf16(0, 0, n, F, D, 1.0f, dyh, D, gemm_weights_bf16(w_d), F, 0.0f, da, F);
+    gemm_bf16(1, 0, D, F, n, 1.0f, dyh, D, a, F, 1.0f, dw_d, F);
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *hi = h + (size_t)i * 2 * F, *dai = da + (size_t)i * F;
+        uint16_t *dhi = dh + (size_t)i * 2 * F;
+        float bg[SPAN], bu[SPAN];
+        for (int j = 0; j < F; j += SPAN) {
+            int len = F - j < SPAN ? F - j : SPAN;
+            swiglu_span_backward(bg, bu, hi + j, hi + F + j, dai + j, len);
+            gemm_round_row(dhi + j, bg, len);
+            gemm_round_row(dhi + F + j, bu, len);
+        }
+    }
+    /* dx = dh W_gu ; dW_gu += dh^T x */
+    gemm_bf16(0, 0, n, D, 2 * F, 1.0f, dh, 2 * F, gemm_weights_bf16(w_gu), D, 0.0f, dx, D);
+    gemm_bf16(1, 0, 2 * F, D, n, 1.0f, dh, 2 * F, x, D, 1.0f, dw_gu, D);
 }
 
 float crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int V) {

@@ -5,6 +5,7 @@
 #ifndef MOELAB_OPS_H
 #define MOELAB_OPS_H
 #include <stddef.h>
+#include <stdint.h>
 
 /* out[n, o] = inp[n, i] W[o, i]^T, or += when accumulate */
 void matmul_forward(float *out, const float *inp, const float *w, int n, int in, int outd, int accumulate);
@@ -34,6 +35,16 @@ void swiglu_forward(float *y, float *h, float *a, const float *x, const float *w
 void swiglu_backward(float *dx, float *dw_gu, float *dw_d, float *dh, float *da, const float *dy, const float *x,
                      const float *h, const float *a, const float *w_gu, const float *w_d, int n, int D, int F,
                      int accumulate);
+
+/* The same on operands already rounded to bf16 (expert slices in bf16 precision): x, a and
+ * dh are bf16, h, y, da fp32; the weights are read from their bf16 shadow (gemm_cast_weights).
+ * dx is overwritten; dyh [n, D] is scratch for dy rounded. Products only, no padding: the
+ * caller picks n (row counts rounded up to a block, with zero rows, keep shapes few). */
+void swiglu_forward_bf16(float *y, float *h, uint16_t *a, const uint16_t *x, const float *w_gu, const float *w_d,
+                         int n, int D, int F);
+void swiglu_backward_bf16(float *dx, float *dw_gu, float *dw_d, uint16_t *dh, float *da, uint16_t *dyh, const float *dy,
+                          const uint16_t *x, const float *h, const uint16_t *a, const float *w_gu, const float *w_d,
+                          int n, int D, int F);
 
 /* Cross-entropy over rows of logits [n, V]; losses[n] per row; returns the mean. */
 float crossentropy_forward(float *losses, const float *logits, const int *targets, int n, int V);

@@ -13,17 +13,29 @@ static int by_expert(const MoEActs *a) {
     return nt > 1 && a->E >= 2 * nt;
 }
 
+/* Padded (bf16) slices run on all their rows, padding included: it is zeros in, zeros out. */
 static void forward_one(MoEActs *a, const BlockParams *p, int e) {
     size_t off = a->offsets[e], D = a->D, F = a->F;
-    swiglu_forward(a->y + off * D, a->h + off * 2 * F, a->a + off * F, a->xg + off * D, p->exp_gate_up + e * 2 * F * D,
-                   p->exp_down + e * D * F, a->counts[e], (int)D, (int)F);
+    const float *w_gu = p->exp_gate_up + e * 2 * F * D, *w_d = p->exp_down + e * D * F;
+    if (a->padded)
+        swiglu_forward_bf16(a->y + off * D, a->h + off * 2 * F, a->ah + off * F, a->xgh + off * D, w_gu, w_d,
+                            a->offsets[e + 1] - a->offsets[e], (int)D, (int)F);
+    else
+        swiglu_forward(a->y + off * D, a->h + off * 2 * F, a->a + off * F, a->xg + off * D, w_gu, w_d, a->counts[e],
+                       (int)D, (int)F);
 }
 
 static void backward_one(MoEActs *a, const BlockParams *p, BlockParams *g, int e) {
     size_t off = a->offsets[e], D = a->D, F = a->F;
-    swiglu_backward(a->dxg + off * D, g->exp_gate_up + e * 2 * F * D, g->exp_down + e * D * F, a->dh + off * 2 * F,
-                    a->da + off * F, a->dy + off * D, a->xg + off * D, a->h + off * 2 * F, a->a + off * F,
-                    p->exp_gate_up + e * 2 * F * D, p->exp_down + e * D * F, a->counts[e], (int)D, (int)F, 0);
+    const float *w_gu = p->exp_gate_up + e * 2 * F * D, *w_d = p->exp_down + e * D * F;
+    float *dw_gu = g->exp_gate_up + e * 2 * F * D, *dw_d = g->exp_down + e * D * F;
+    if (a->padded)
+        swiglu_backward_bf16(a->dxg + off * D, dw_gu, dw_d, a->dhh + off * 2 * F, a->da + off * F, a->dyh + off * D,
+                             a->dy + off * D, a->xgh + off * D, a->h + off * 2 * F, a->ah + off * F, w_gu, w_d,
+                             a->offsets[e + 1] - a->offsets[e], (int)D, (int)F);
+    else
+        swiglu_backward(a->dxg + off * D, dw_gu, dw_d, a->dh + off * 2 * F, a->da + off * F, a->dy + off * D,
+                        a->xg + off * D, a->h + off * 2 * F, a->a + off * F, w_gu, w_d, a->counts[e], (int)D, (int)F, 0);
 }
 
 typedef struct {

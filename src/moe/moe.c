@@ -1,4 +1,5 @@
 #include "moe/moe.h"
+#include "core/gemm.h"
 #include "core/ops.h"
 #include "core/util.h"
 #include "core/vmath.h"
@@ -10,7 +11,8 @@
 void moe_acts_free(MoEActs *a) {
     routing_free(&a->rt);
     void *bufs[] = {a->counts, a->offsets, a->pos, a->tok_start, a->tok_pairs, a->xg, a->h, a->a, a->y,
-                    a->sh_h, a->sh_a, a->sh_y, a->dy, a->dxg, a->dh, a->da, a->dgate, a->sh_dh, a->sh_da};
+                    a->sh_h, a->sh_a, a->sh_y, a->dy, a->dxg, a->dh, a->da, a->dgate, a->sh_dh, a->sh_da,
+                    a->xgh, a->ah, a->dhh, a->dyh};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
     moe_ep_free(a->ep);
     memset(a, 0, sizeof *a);
@@ -21,24 +23,36 @@ static void *grow(void *p, size_t n, size_t elem) { return ml_realloc(p, (n ? n 
 /* Buffers grow to the largest routing seen and are kept for the backward. */
 static void reserve(MoEActs *a, const ModelConfig *m, int T, int P) {
     int D = m->d_model, F = m->d_expert, Fs = m->n_shared * m->d_expert;
-    if (!a->counts) {
-        a->counts = ml_calloc(m->n_experts, sizeof(int));
-        a->offsets = ml_calloc(m->n_experts + 1, sizeof(int));
-    }
     if ((size_t)P > a->cap_pairs) {
         size_t n = P;
         a->pos = grow(a->pos, n, sizeof(int));
         a->tok_pairs = grow(a->tok_pairs, n, sizeof(int));
         a->dgate = grow(a->dgate, n, sizeof(float));
-        a->xg = grow(a->xg, n * D, sizeof(float));
-        a->y = grow(a->y, n * D, sizeof(float));
-        a->dy = grow(a->dy, n * D, sizeof(float));
-        a->dxg = grow(a->dxg, n * D, sizeof(float));
-        a->h = grow(a->h, n * 2 * F, sizeof(float));
-        a->dh = grow(a->dh, n * 2 * F, sizeof(float));
-        a->a = grow(a->a, n * F, sizeof(float));
-        a->da = grow(a->da, n * F, sizeof(float));
         a->cap_pairs = n;
+    }
+    /* the padded row count moves with the routing every step: room to spare, or each new
+     * maximum would reallocate (and page-fault in) every row buffer */
+    size_t need = a->offsets[a->E], R = a->padded ? need + need / 8 : need;
+    if (need > a->cap_rows) {
+        a->y = grow(a->y, R * D, sizeof(float));
+        a->dy = grow(a->dy, R * D, sizeof(float));
+        a->dxg = grow(a->dxg, R * D, sizeof(float));
+        a->h = grow(a->h, R * 2 * F, sizeof(float));
+        a->da = grow(a->da, R * F, sizeof(float));
+        a->cap_rows = R;
+    }
+    if (!a->padded && need > a->cap_rows32) {
+        a->xg = grow(a->xg, R * D, sizeof(float));
+        a->dh = grow(a->dh, R * 2 * F, sizeof(float));
+        a->a = grow(a->a, R * F, sizeof(float));
+        a->cap_rows32 = R;
+    }
+    if (a->padded && need > a->cap_rows16) {
+        a->xgh = grow(a->xgh, R * D, sizeof(uint16_t));
+        a->dyh = grow(a->dyh, R * D, sizeof(uint16_t));
+        a->dhh = grow(a->dhh, R * 2 * F, sizeof(uint16_t));
+        a->ah = grow(a->ah, R * F, sizeof(uint16_t));
+        a->cap_rows16 = R;
     }
     if ((size_t)T > a->cap_tokens) {
         size_t n = T;
@@ -54,15 +68,35 @@ static void reserve(MoEActs *a, const ModelConfig *m, int T, int P) {
     }
 }
 
+/* Pairs per expert and the rows each expert owns (padded when a->padded). */
+static void count_rows(MoEActs *a, int E) {
+    const Routing *rt = &a->rt;
+    if (!a->counts) {
+        a->counts = ml_calloc(E, sizeof(int));
+        a->offsets = ml_calloc(E + 1, sizeof(int));
+    }
+    memset(a->counts, 0, E * sizeof(int));
+    for (int p = 0; p < rt->n_pairs; p++) a->counts[rt->expert[p]]++;
+    a->offsets[0] = 0;
+    for (int e = 0; e < E; e++) {
+        int rows = a->padded ? (a->counts[e] + GEMM_ROW_BLOCK - 1) / GEMM_ROW_BLOCK * GEMM_ROW_BLOCK : a->counts[e];
+        a->offsets[e + 1] = a->offsets[e] + rows;
+    }
+}
+
+/* Zeroes the padding rows of a [R, width] buffer of `elem`-byte values. */
+static void zero_padding(const MoEActs *a, void *buf, int width, size_t elem) {
+    for (int e = 0; e < a->E; e++) {
+        size_t r0 = (size_t)a->offsets[e] + a->counts[e], r1 = a->offsets[e + 1];
+        if (r1 > r0) memset((char *)buf + r0 * width * elem, 0, (r1 - r0) * width * elem);
+    }
+}
+
 /* Counting sorts of the pairs: by expert (rows of the expert-contiguous buffer) and
  * by token (for the combine). Both are stable in pair order, so results are deterministic. */
 static void build_dispatch(MoEActs *a, int T, int E) {
     const Routing *rt = &a->rt;
     int P = rt->n_pairs;
-    memset(a->counts, 0, E * sizeof(int));
-    for (int p = 0; p < P; p++) a->counts[rt->expert[p]]++;
-    a->offsets[0] = 0;
-    for (int e = 0; e < E; e++) a->offsets[e + 1] = a->offsets[e] + a->counts[e];
     int *next = ml_malloc((size_t)(E > T ? E : T) * sizeof(int));
     memcpy(next, a->offsets, E * sizeof(int));
     for (int p = 0; p < P; p++) a->pos[p] = next[rt->expert[p]]++;
@@ -84,10 +118,20 @@ void moe_forward(MoEActs *a, RouterLayer *r, const BlockParams *p, const ModelCo
     a->D = D;
     a->F = F;
     int P = a->rt.n_pairs;
+    /* the bf16 expert products read the weights' bf16 shadow, which model_forward makes */
+    a->padded = gemm_weights_bf16(p->exp_gate_up) && gemm_weights_bf16(p->exp_down) && !moe_ep_active();
+    count_rows(a, E);
     reserve(a, m, T, P);
     build_dispatch(a, T, E);
+    if (a->padded) {
 #pragma omp parallel for schedule(static)
-    for (int q = 0; q < P; q++) memcpy(a->xg + (size_t)a->pos[q] * D, x + (size_t)a->rt.token[q] * D, D * sizeof(float));
+        for (int q = 0; q < P; q++) gemm_round_row(a->xgh + (size_t)a->pos[q] * D, x + (size_t)a->rt.token[q] * D, D);
+        zero_padding(a, a->xgh, D, sizeof(uint16_t));
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int q = 0; q < P; q++)
+            memcpy(a->xg + (size_t)a->pos[q] * D, x + (size_t)a->rt.token[q] * D, D * sizeof(float));
+    }
     if (moe_ep_active()) moe_ep_forward(a, p);
     else experts_forward(a, p);
     if (Fs > 0) swiglu_forward(a->sh_y, a->sh_h, a->sh_a, x, p->sh_gate_up, p->sh_down, T, D, Fs);
@@ -117,6 +161,7 @@ void moe_backward(MoEActs *a, RouterLayer *r, const BlockParams *p, BlockParams 
         for (int j = 0; j < D; j++) dy[j] = gq * d[j];
         a->dgate[q] = vdotf(d, y, D);
     }
+    if (a->padded) zero_padding(a, a->dy, D, sizeof(float));
     if (r->spec->backward_outputs) r->spec->backward_outputs(r, &a->rt, a->y, a->pos, a->dy, scale);
     /* The experts' slices cover every row of dxg and write it whole. */
     if (moe_ep_active()) moe_ep_backward(a, p, g);
