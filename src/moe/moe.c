@@ -10,7 +10,7 @@
 
 void moe_acts_free(MoEActs *a) {
     routing_free(&a->rt);
-    void *bufs[] = {a->counts, a->offsets, a->pos, a->tok_start, a->tok_pairs, a->xg, a->h, a->a, a->y,
+    void *bufs[] = {a->counts, a->offsets, a->pos, a->tok_start, a->tok_pairs, a->row_pairs, a->xg, a->h, a->a, a->y,
                     a->sh_h, a->sh_a, a->sh_y, a->dy, a->dxg, a->dh, a->da, a->dgate, a->sh_dh, a->sh_da,
                     a->xgh, a->ah, a->dhh, a->dyh};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
@@ -27,6 +27,7 @@ static void reserve(MoEActs *a, const ModelConfig *m, int T, int P) {
         size_t n = P;
         a->pos = grow(a->pos, n, sizeof(int));
         a->tok_pairs = grow(a->tok_pairs, n, sizeof(int));
+        a->row_pairs = grow(a->row_pairs, n, sizeof(int));
         a->dgate = grow(a->dgate, n, sizeof(float));
         a->cap_pairs = n;
     }
@@ -100,12 +101,24 @@ static void build_dispatch(MoEActs *a, int T, int E) {
     int *next = ml_malloc((size_t)(E > T ? E : T) * sizeof(int));
     memcpy(next, a->offsets, E * sizeof(int));
     for (int p = 0; p < P; p++) a->pos[p] = next[rt->expert[p]]++;
+    for (int e = 0, at = 0; e < E; e++) next[e] = at, at += a->counts[e];
+    for (int p = 0; p < P; p++) a->row_pairs[next[rt->expert[p]]++] = p;
     memset(a->tok_start, 0, (T + 1) * sizeof(int));
     for (int p = 0; p < P; p++) a->tok_start[rt->token[p] + 1]++;
     for (int t = 0; t < T; t++) a->tok_start[t + 1] += a->tok_start[t];
     memcpy(next, a->tok_start, T * sizeof(int));
     for (int p = 0; p < P; p++) a->tok_pairs[next[rt->token[p]]++] = p;
     free(next);
+}
+
+/* Asks for the rows of token t's pairs (in an expert-sorted [R, D] buffer) before they are
+ * read: scattered over the buffer, each would otherwise start with a cache miss. */
+static inline void prefetch_token_rows(const MoEActs *a, const float *rows, int t, int D) {
+    if (t >= a->T) return;
+    for (int i = a->tok_start[t]; i < a->tok_start[t + 1]; i++) {
+        const char *row = (const char *)(rows + (size_t)a->pos[a->tok_pairs[i]] * D);
+        for (size_t b = 0; b < D * sizeof(float); b += 64) __builtin_prefetch(row + b);
+    }
 }
 
 void moe_forward(MoEActs *a, RouterLayer *r, const BlockParams *p, const ModelConfig *m, const float *x, int T, float *out) {
@@ -123,14 +136,20 @@ void moe_forward(MoEActs *a, RouterLayer *r, const BlockParams *p, const ModelCo
     count_rows(a, E);
     reserve(a, m, T, P);
     build_dispatch(a, T, E);
+    /* the gather in row order: the expert-sorted rows are written in sequence */
     if (a->padded) {
 #pragma omp parallel for schedule(static)
-        for (int q = 0; q < P; q++) gemm_round_row(a->xgh + (size_t)a->pos[q] * D, x + (size_t)a->rt.token[q] * D, D);
+        for (int i = 0; i < P; i++) {
+            int q = a->row_pairs[i];
+            gemm_round_row(a->xgh + (size_t)a->pos[q] * D, x + (size_t)a->rt.token[q] * D, D);
+        }
         zero_padding(a, a->xgh, D, sizeof(uint16_t));
     } else {
 #pragma omp parallel for schedule(static)
-        for (int q = 0; q < P; q++)
+        for (int i = 0; i < P; i++) {
+            int q = a->row_pairs[i];
             memcpy(a->xg + (size_t)a->pos[q] * D, x + (size_t)a->rt.token[q] * D, D * sizeof(float));
+        }
     }
     if (moe_ep_active()) moe_ep_forward(a, p);
     else experts_forward(a, p);
@@ -140,6 +159,7 @@ void moe_forward(MoEActs *a, RouterLayer *r, const BlockParams *p, const ModelCo
         float *o = out + (size_t)t * D;
         if (Fs > 0) memcpy(o, a->sh_y + (size_t)t * D, D * sizeof(float));
         else memset(o, 0, D * sizeof(float));
+        prefetch_token_rows(a, a->y, t + 1, D);
         for (int i = a->tok_start[t]; i < a->tok_start[t + 1]; i++) {
             int q = a->tok_pairs[i];
             float g = a->rt.gate[q];
@@ -153,9 +173,11 @@ void moe_backward(MoEActs *a, RouterLayer *r, const BlockParams *p, BlockParams 
                   const float *x, int T, const float *dout, float *dx, float scale) {
     int D = m->d_model, F = m->d_expert, Fs = m->n_shared * F;
     int P = a->rt.n_pairs;
-    /* Through the combine: each pair's output gets gate * dout; its gate gets <dout, y>. */
+    /* Through the combine: each pair's output gets gate * dout; its gate gets <dout, y>.
+     * In row order: y and dy stream, the rows of dout (one per token, cached) are gathered. */
 #pragma omp parallel for schedule(static)
-    for (int q = 0; q < P; q++) {
+    for (int i = 0; i < P; i++) {
+        int q = a->row_pairs[i];
         const float *d = dout + (size_t)a->rt.token[q] * D, *y = a->y + (size_t)a->pos[q] * D;
         float *dy = a->dy + (size_t)a->pos[q] * D, gq = a->rt.gate[q];
         for (int j = 0; j < D; j++) dy[j] = gq * d[j];
@@ -169,6 +191,7 @@ void moe_backward(MoEActs *a, RouterLayer *r, const BlockParams *p, BlockParams 
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         float *o = dx + (size_t)t * D;
+        prefetch_token_rows(a, a->dxg, t + 1, D);
         for (int i = a->tok_start[t]; i < a->tok_start[t + 1]; i++) {
             const float *d = a->dxg + (size_t)a->pos[a->tok_pairs[i]] * D;
             for (int j = 0; j < D; j++) o[j] += d[j];

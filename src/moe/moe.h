@@ -20,6 +20,7 @@ typedef struct {
     int *pos;        /* [n_pairs] sorted row of pair p */
     int *tok_start;  /* [T+1] CSR: pairs of token t are tok_pairs[tok_start[t]..tok_start[t+1]-1] */
     int *tok_pairs;
+    int *row_pairs;  /* [n_pairs] the pairs in row order (padding skipped): passes over y, dy stream */
     float *xg, *h, *a, *y;  /* sorted rows: [R, D], [R, 2F], [R, F], [R, D] expert outputs before gating */
     /* bf16 precision (one process): each expert's rows are padded with zero rows to a multiple
      * of GEMM_ROW_BLOCK, so its products take the block as it is, and the operands that are
