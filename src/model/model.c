@@ -140,6 +140,7 @@ float model_forward(Model *m, const int *inputs, const int *targets, int B, int 
     m->mode = mode;
     m->router_seconds = 0.0;
     gemm_cast_weights(m->params, m->table.total); /* bf16: once per forward, not per product */
+#pragma omp parallel for schedule(static)
     for (int i = 0; i < BT; i++) memcpy(a->x_in[0] + (size_t)i * D, m->p.embed + (size_t)inputs[i] * D, D * sizeof(float));
     for (int l = 0; l < L; l++) {
         const BlockParams *p = &m->p.blocks[l];
@@ -169,7 +170,15 @@ float model_forward(Model *m, const int *inputs, const int *targets, int B, int 
     return crossentropy_forward(a->tok_loss, a->logits, targets, BT, V);
 }
 
-void model_zero_grad(Model *m) { memset(m->grads, 0, m->table.total * sizeof(float)); }
+/* On all threads: one thread alone does not reach the memory bandwidth. */
+void model_zero_grad(Model *m) {
+    size_t n = m->table.total, chunk = (size_t)1 << 16, nchunks = (n + chunk - 1) / chunk;
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < nchunks; c++) {
+        size_t i0 = c * chunk;
+        memset(m->grads + i0, 0, (n - i0 < chunk ? n - i0 : chunk) * sizeof(float));
+    }
+}
 
 void model_backward(Model *m, const int *inputs, const int *targets, float scale) {
     const ModelConfig *c = &m->cfg;
