@@ -44,7 +44,7 @@ typedef struct {
 
 static Entry g_cache[CACHE_SLOTS];
 
-/* Per-thread: gemm runs inside the attention's parallel loop, one product per thread. */
+/* Per-thread: products also run inside parallel loops, one per thread (expert slices, fp32 attention). */
 typedef struct {
     dnnl_stream_t stream;
     uint16_t *a, *b;

@@ -1,6 +1,8 @@
-/* The one matrix-product entry point of moelab. In fp32 it is cblas_sgemm; in bf16 the
- * inputs are rounded to bfloat16 and multiplied by oneDNN matmul primitives (cached per
- * shape) with fp32 accumulation and an fp32 result. Everything else stays fp32. */
+/* The matrix products of moelab. In fp32 they are oneDNN's sgemm; in bf16 the inputs are
+ * rounded to bfloat16 and multiplied by oneDNN matmul primitives (cached per shape) with
+ * fp32 accumulation and an fp32 result. gemm() takes fp32 operands and rounds them itself;
+ * gemm_bf16 and gemm_batched take operands their producers already wrote in bf16.
+ * Everything else stays fp32. */
 #ifndef MOELAB_GEMM_H
 #define MOELAB_GEMM_H
 #include <stddef.h>
