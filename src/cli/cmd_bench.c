@@ -260,9 +260,10 @@ static void print_bench(const Bench *b) {
                c[1].tok_per_s / best_mirror(b), b->mirror[0] > 0 ? c[0].tok_per_s / b->mirror[0] : -1.0);
     if (b->fine)
         for (int p = 0; p < 2; p++)
-            printf("fine-grained %s    %.0f tok/s  (E64 k8 d_expert 128: MFU %.1f%%, %.2fx the coarse MFU)\n",
+            printf("fine-grained %s    %.0f tok/s  (E64 k8 d_expert 128: MFU %.1f%%, %.2fx the coarse MFU, router %.1f%% "
+                   "of step)\n",
                    precision_name((Precision)p), b->fine_r[p].tok_per_s, 100 * mfu(b, &b->fine_r[p], (Precision)p),
-                   mfu(b, &b->fine_r[p], (Precision)p) / mfu(b, &c[p], (Precision)p));
+                   mfu(b, &b->fine_r[p], (Precision)p) / mfu(b, &c[p], (Precision)p), 100 * b->fine_r[p].router_share);
 }
 
 /* Flat keys, so scripts/bench.sh can take medians with grep. The first keys keep their
@@ -285,10 +286,10 @@ static int write_json(const Bench *b, const char *path) {
             c[1].tok_per_s / c[0].tok_per_s, best_mirror(b) > 0 ? c[1].tok_per_s / best_mirror(b) : -1.0);
     if (b->fine)
         fprintf(f, ",\"fine_fp32_tok_per_s\":%.1f,\"fine_bf16_tok_per_s\":%.1f,\"fine_fp32_mfu_over_coarse\":%.3f,"
-                   "\"fine_bf16_mfu_over_coarse\":%.3f",
+                   "\"fine_bf16_mfu_over_coarse\":%.3f,\"fine_router_share\":%.4f",
                 b->fine_r[0].tok_per_s, b->fine_r[1].tok_per_s,
                 mfu(b, &b->fine_r[0], PREC_FP32) / mfu(b, &c[0], PREC_FP32),
-                mfu(b, &b->fine_r[1], PREC_BF16) / mfu(b, &c[1], PREC_BF16));
+                mfu(b, &b->fine_r[1], PREC_BF16) / mfu(b, &c[1], PREC_BF16), b->fine_r[b->headline].router_share);
     fprintf(f, "}\n");
     return fclose(f) == 0 ? 0 : ml_fail("cannot write %s", path);
 }

@@ -41,6 +41,7 @@ void router_select_topk(const float *p, int E, int k, int *idx) {
 
 void router_prob_gates_backward(float *dprobs, const float *probs, const Routing *rt, const float *dgate, int T, int E,
                                 int k, int renorm) {
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         const float *p = probs + (size_t)t * E;
         float *dp = dprobs + (size_t)t * E;
@@ -62,18 +63,19 @@ void router_prob_gates_backward(float *dprobs, const float *probs, const Routing
 
 float router_switch_aux(const float *probs, const int *counts, int T, int E, int k) {
     if (T == 0) return 0.0f;
-    double aux = 0.0;
-    for (int e = 0; e < E; e++) {
-        double P = 0.0;
-        for (int t = 0; t < T; t++) P += probs[(size_t)t * E + e];
-        aux += (double)counts[e] / ((double)T * k) * (P / T);
-    }
+    /* column sums in token order (as a column loop would add them), read row by row */
+    double *P = ml_calloc(E, sizeof(double)), aux = 0.0;
+    for (int t = 0; t < T; t++)
+        for (int e = 0; e < E; e++) P[e] += probs[(size_t)t * E + e];
+    for (int e = 0; e < E; e++) aux += (double)counts[e] / ((double)T * k) * (P[e] / T);
+    free(P);
     return (float)(aux * E);
 }
 
 void router_switch_aux_backward(float *dprobs, const int *counts, int T, int E, int k, float coef_scale) {
     if (T == 0) return;
     /* d/dp_te of E * sum_e f_e * mean_t p_te = E f_e / T */
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++)
         for (int e = 0; e < E; e++)
             dprobs[(size_t)t * E + e] += coef_scale * E * ((float)counts[e] / ((float)T * k)) / T;
@@ -81,7 +83,7 @@ void router_switch_aux_backward(float *dprobs, const int *counts, int T, int E, 
 
 float router_z_loss(const float *logits, int T, int E, float *lse) {
     if (T == 0) return 0.0f;
-    double z = 0.0;
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         const float *l = logits + (size_t)t * E;
         float mx = -INFINITY;
@@ -89,19 +91,22 @@ float router_z_loss(const float *logits, int T, int E, float *lse) {
         double s = 0.0;
         for (int e = 0; e < E; e++) s += exp((double)l[e] - mx);
         lse[t] = (float)(mx + log(s));
-        z += (double)lse[t] * lse[t];
     }
+    double z = 0.0; /* in token order: the same sum whatever the thread count */
+    for (int t = 0; t < T; t++) z += (double)lse[t] * lse[t];
     return (float)(z / T);
 }
 
 void router_z_loss_backward(float *dlogits, const float *probs, const float *lse, int T, int E, float coef_scale) {
     /* d/dl_te of mean_t lse_t^2 = 2 lse_t p_te / T */
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++)
         for (int e = 0; e < E; e++)
             dlogits[(size_t)t * E + e] += coef_scale * 2.0f * lse[t] * probs[(size_t)t * E + e] / T;
 }
 
 void router_softmax_backward(float *dlogits, const float *probs, const float *dprobs, int T, int E) {
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         const float *p = probs + (size_t)t * E, *dp = dprobs + (size_t)t * E;
         float dot = 0.0f;

@@ -94,6 +94,7 @@ void topk_forward(RouterLayer *r, const float *x, const float *w, int T, Routing
     reserve(s, T, k);
     score(s, x, w, T, r->D);
     const float *p = s->sc.probs, *sel = extras_scores(&s->ex, p, T);
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         int *idx = s->idx + (size_t)t * k;
         router_select_topk(sel + (size_t)t * E, E, k, idx);
@@ -145,6 +146,7 @@ void topk_backward(RouterLayer *r, const float *x, const float *w, int T, const 
     memset(s->dg, 0, (size_t)T * k * sizeof(float));
     for (int q = 0; q < rt->n_pairs; q++) s->dg[s->slot[q]] = dgate[q];
     scorer_zero_grads(&s->sc, T);
+#pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         float *dp = s->sc.dprobs + (size_t)t * E;
         const int *idx = s->idx + (size_t)t * k;
