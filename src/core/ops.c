@@ -136,6 +136,8 @@ typedef struct {
     size_t tok, qk, sc;                  /* element offsets of the group: out/dout rows, qkv rows, scores */
 } AttGroup;
 
+/* One group runs on the calling thread, outside any parallel region, so that oneDNN and
+ * the softmax loops get every thread (inside even a one-thread region they get one). */
 static int att_groups(int B, int NH) { return gemm_precision() == PREC_BF16 ? 1 : B * NH; }
 
 static AttGroup att_group(int B, int T, int D, int NH, int g) {
@@ -206,25 +208,23 @@ static void attention_forward_group(const AttGroup *sp, float *out, float *att, 
     AttGroup s = *sp;
     int T = s.T, D = s.D;
     float scale = 1.0f / sqrtf((float)s.hd);
-    {
-        const void *q = at(qkv_op, &s, s.qk), *k = at(q, &s, D), *v = at(q, &s, 2 * D);
-        float *S = att + s.sc;
-        GemmBatch qk = grid(&s, s.ld, s.ld, 0), pv = grid(&s, 0, s.ld, D);
-        for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
-            int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, m = i1 - i0;
-            gemm_batched(&qk, 0, 1, m, i1, s.hd, scale, at(q, &s, (size_t)i0 * s.ld), s.ld, k, s.ld, 0.0f,
-                         S + (size_t)i0 * T, T);
-            int rows = s.nb * s.nh * m;
-            if (rows > m) {
+    const void *q = at(qkv_op, &s, s.qk), *k = at(q, &s, D), *v = at(q, &s, 2 * D);
+    float *S = att + s.sc;
+    GemmBatch qk = grid(&s, s.ld, s.ld, 0), pv = grid(&s, 0, s.ld, D);
+    for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
+        int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, m = i1 - i0;
+        gemm_batched(&qk, 0, 1, m, i1, s.hd, scale, at(q, &s, (size_t)i0 * s.ld), s.ld, k, s.ld, 0.0f,
+                     S + (size_t)i0 * T, T);
+        int rows = s.nb * s.nh * m;
+        if (rows > m) {
 #pragma omp parallel for schedule(static)
-                for (int r = 0; r < rows; r++) softmax_fwd_row(&s, S, ph, i0, i1, r);
-            } else {
-                for (int r = 0; r < rows; r++) softmax_fwd_row(&s, S, ph, i0, i1, r);
-            }
-            const void *P = ph ? (const void *)(ph + s.sc) : S;
-            gemm_batched(&pv, 0, 0, m, s.hd, i1, 1.0f, at(P, &s, (size_t)i0 * T), T, v, s.ld, 0.0f,
-                         out + s.tok + (size_t)i0 * D, D);
+            for (int r = 0; r < rows; r++) softmax_fwd_row(&s, S, ph, i0, i1, r);
+        } else {
+            for (int r = 0; r < rows; r++) softmax_fwd_row(&s, S, ph, i0, i1, r);
         }
+        const void *P = ph ? (const void *)(ph + s.sc) : S;
+        gemm_batched(&pv, 0, 0, m, s.hd, i1, 1.0f, at(P, &s, (size_t)i0 * T), T, v, s.ld, 0.0f,
+                     out + s.tok + (size_t)i0 * D, D);
     }
 }
 
@@ -250,32 +250,30 @@ static void attention_backward_group(const AttGroup *sp, float *dqkv, float *dat
     AttGroup s = *sp;
     int T = s.T, D = s.D, bf = s.bf;
     float scale = 1.0f / sqrtf((float)s.hd);
-    {
-        const void *q = at(qkv_op, &s, s.qk), *k = at(q, &s, D), *v = at(q, &s, 2 * D), *dO = at(dout_op, &s, s.tok);
-        const float *P = att + s.sc;
-        float *dP = datt + s.sc, *dq = dqkv + s.qk, *dk = dq + D, *dv = dq + 2 * D;
-        const void *Pop = bf ? (const void *)(ph + s.sc) : P, *dS = bf ? (const void *)(dsh + s.sc) : dP;
-        GemmBatch dpg = grid(&s, D, s.ld, 0), dvg = grid(&s, 0, D, s.ld), dqg = grid(&s, 0, s.ld, s.ld);
-        for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
-            int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, m = i1 - i0;
-            size_t blk = (size_t)i0 * T;
-            /* dP = dO V^T */
-            gemm_batched(&dpg, 0, 1, m, i1, s.hd, 1.0f, at(dO, &s, (size_t)i0 * D), D, v, s.ld, 0.0f, dP + blk, T);
-            int rows = s.nb * s.nh * m;
-            if (rows > m) {
+    const void *q = at(qkv_op, &s, s.qk), *k = at(q, &s, D), *v = at(q, &s, 2 * D), *dO = at(dout_op, &s, s.tok);
+    const float *P = att + s.sc;
+    float *dP = datt + s.sc, *dq = dqkv + s.qk, *dk = dq + D, *dv = dq + 2 * D;
+    const void *Pop = bf ? (const void *)(ph + s.sc) : P, *dS = bf ? (const void *)(dsh + s.sc) : dP;
+    GemmBatch dpg = grid(&s, D, s.ld, 0), dvg = grid(&s, 0, D, s.ld), dqg = grid(&s, 0, s.ld, s.ld);
+    for (int i0 = 0; i0 < T; i0 += ATT_TILE) {
+        int i1 = i0 + ATT_TILE < T ? i0 + ATT_TILE : T, m = i1 - i0;
+        size_t blk = (size_t)i0 * T;
+        /* dP = dO V^T */
+        gemm_batched(&dpg, 0, 1, m, i1, s.hd, 1.0f, at(dO, &s, (size_t)i0 * D), D, v, s.ld, 0.0f, dP + blk, T);
+        int rows = s.nb * s.nh * m;
+        if (rows > m) {
 #pragma omp parallel for schedule(static)
-                for (int r = 0; r < rows; r++) softmax_bwd_row(&s, P, dP, ph, dsh, scale, i0, i1, r);
-            } else {
-                for (int r = 0; r < rows; r++) softmax_bwd_row(&s, P, dP, ph, dsh, scale, i0, i1, r);
-            }
-            /* dV += P^T dO ; dQ += dS K ; dK += dS^T Q */
-            gemm_batched(&dvg, 1, 0, i1, s.hd, m, 1.0f, at(Pop, &s, blk), T, at(dO, &s, (size_t)i0 * D), D, 1.0f, dv,
-                         s.ld);
-            gemm_batched(&dqg, 0, 0, m, s.hd, i1, 1.0f, at(dS, &s, blk), T, k, s.ld, 1.0f, dq + (size_t)i0 * s.ld,
-                         s.ld);
-            gemm_batched(&dqg, 1, 0, i1, s.hd, m, 1.0f, at(dS, &s, blk), T, at(q, &s, (size_t)i0 * s.ld), s.ld, 1.0f,
-                         dk, s.ld);
+            for (int r = 0; r < rows; r++) softmax_bwd_row(&s, P, dP, ph, dsh, scale, i0, i1, r);
+        } else {
+            for (int r = 0; r < rows; r++) softmax_bwd_row(&s, P, dP, ph, dsh, scale, i0, i1, r);
         }
+        /* dV += P^T dO ; dQ += dS K ; dK += dS^T Q */
+        gemm_batched(&dvg, 1, 0, i1, s.hd, m, 1.0f, at(Pop, &s, blk), T, at(dO, &s, (size_t)i0 * D), D, 1.0f, dv,
+                     s.ld);
+        gemm_batched(&dqg, 0, 0, m, s.hd, i1, 1.0f, at(dS, &s, blk), T, k, s.ld, 1.0f, dq + (size_t)i0 * s.ld,
+                     s.ld);
+        gemm_batched(&dqg, 1, 0, i1, s.hd, m, 1.0f, at(dS, &s, blk), T, at(q, &s, (size_t)i0 * s.ld), s.ld, 1.0f,
+                     dk, s.ld);
     }
 }
 
