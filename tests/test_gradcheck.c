@@ -368,6 +368,57 @@ static void test_model_moe_shared(void) { model_case(0, 0, 1, 4, 2); }
 static void test_model_dense_first_tied(void) { model_case(1, 1, 0, 4, 1); }
 static void test_model_dense_e1(void) { model_case(0, 0, 0, 1, 1); }
 
+/* bf16 with a loss on the expert outputs (orthvar's orthogonality loss): dy takes the fp32 path
+ * so the loss can add into it, then is rounded. The loss's share of the gradients must come
+ * out as in fp32: the same model's gradients with the loss on minus with it off, per precision. */
+static void test_output_loss_bf16(void) {
+    if (gemm_set_precision(PREC_BF16)) {
+        printf("SKIP test_output_loss_bf16: %s\n", ml_last_error());
+        return;
+    }
+    gemm_set_precision(PREC_FP32);
+    TrainConfig tc;
+    config_defaults(&tc);
+    ModelConfig mc = tc.model;
+    mc.n_layers = 1, mc.d_model = 32, mc.n_heads = 2, mc.seq_len = 16, mc.vocab_size = 32, mc.n_experts = 4;
+    mc.top_k = 2, mc.d_expert = 32;
+    snprintf(mc.router, sizeof mc.router, "orthvar");
+    snprintf(mc.router_opts, sizeof mc.router_opts, "ortho=1,var=0");
+    Model m;
+    CHECK(model_create(&m, &mc) == 0, "model_create: %s", ml_last_error());
+    model_init_weights(&m, 5);
+    RouterLayer *r = &m.routers[0];
+    CHECK(r->output_loss, "orthvar with ortho=1 does not declare a loss on the expert outputs");
+    r->state[1] = 1.0, r->state[2] = 1.0; /* the orthogonality weight, taken as calibrated */
+    Rng rng;
+    rng_seed(&rng, 23);
+    int B = 2, T = 16, inp[32], tgt[32];
+    for (int i = 0; i < B * T; i++) inp[i] = (int)rng_below(&rng, 32), tgt[i] = (int)rng_below(&rng, 32);
+    size_t n = m.table.total;
+    float *g[2][2];
+    for (int p = 0; p < 2; p++)
+        for (int on = 0; on < 2; on++) {
+            gemm_set_precision(p ? PREC_BF16 : PREC_FP32);
+            r->output_loss = on;
+            model_forward(&m, inp, tgt, B, T, ROUTE_TRAIN);
+            model_zero_grad(&m);
+            model_backward(&m, inp, tgt, 1.0f);
+            g[p][on] = ml_malloc(n * sizeof(float));
+            memcpy(g[p][on], m.grads, n * sizeof(float));
+        }
+    gemm_set_precision(PREC_FP32);
+    double d32 = 0, dd = 0, all = 0;
+    for (size_t i = 0; i < n; i++) {
+        double a = (double)g[0][1][i] - g[0][0][i], b = (double)g[1][1][i] - g[1][0][i];
+        d32 += a * a, dd += (a - b) * (a - b), all += (double)g[0][0][i] * g[0][0][i];
+    }
+    printf("  |loss share| %.3g of |grads| %.3g; bf16 share off by %.3g\n", sqrt(d32), sqrt(all), sqrt(dd));
+    CHECK(d32 > 1e-4 * all, "the output loss barely moves the gradients: %.3g of %.3g", sqrt(d32), sqrt(all));
+    CHECK(dd < 2.5e-3 * d32, "bf16 gradient of the output loss off by %.3g of %.3g", sqrt(dd), sqrt(d32));
+    for (int p = 0; p < 2; p++) free(g[p][0]), free(g[p][1]);
+    model_free(&m);
+}
+
 int main(void) {
     rng_seed(&g_rng, 42);
     RUN(test_matmul);
@@ -384,5 +435,6 @@ int main(void) {
     /* last: the cases above keep their random draws */
     RUN(test_moe_mpmoe);
     RUN(test_moe_mpmoe_reference_warmup);
+    RUN(test_output_loss_bf16);
     TEST_MAIN_END();
 }

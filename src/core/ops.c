@@ -363,11 +363,10 @@ void swiglu_forward_bf16(float *y, float *h, uint16_t *a, const uint16_t *x, con
     gemm_bf16(0, 1, n, D, F, 1.0f, a, F, gemm_weights_bf16(w_d), F, 0.0f, y, D);
 }
 
-void swiglu_backward_bf16(float *dx, float *dw_gu, float *dw_d, uint16_t *dh, float *da, uint16_t *dyh, const float *dy,
+void swiglu_backward_bf16(float *dx, float *dw_gu, float *dw_d, uint16_t *dh, float *da, const uint16_t *dyh,
                           const uint16_t *x, const float *h, const uint16_t *a, const float *w_gu, const float *w_d,
                           int n, int D, int F) {
     if (n <= 0) return;
-    gemm_round(dyh, dy, (size_t)n * D);
     /* da = dy W_d ; dW_d += dy^T a */
     gemm_bf16(0, 0, n, F, D, 1.0f, dyh, D, gemm_weights_bf16(w_d), F, 0.0f, da, F);
     gemm_bf16(1, 0, D, F, n, 1.0f, dyh, D, a, F, 1.0f, dw_d, F);

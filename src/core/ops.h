@@ -38,11 +38,11 @@ void swiglu_backward(float *dx, float *dw_gu, float *dw_d, float *dh, float *da,
 
 /* The same on operands already rounded to bf16 (expert slices in bf16 precision): x, a and
  * dh are bf16, h, y, da fp32; the weights are read from their bf16 shadow (gemm_cast_weights).
- * dx is overwritten; dyh [n, D] is scratch for dy rounded. Products only, no padding: the
+ * dx is overwritten; dyh [n, D] is dy rounded, by the caller. Products only, no padding: the
  * caller picks n (row counts rounded up to a block, with zero rows, keep shapes few). */
 void swiglu_forward_bf16(float *y, float *h, uint16_t *a, const uint16_t *x, const float *w_gu, const float *w_d,
                          int n, int D, int F);
-void swiglu_backward_bf16(float *dx, float *dw_gu, float *dw_d, uint16_t *dh, float *da, uint16_t *dyh, const float *dy,
+void swiglu_backward_bf16(float *dx, float *dw_gu, float *dw_d, uint16_t *dh, float *da, const uint16_t *dyh,
                           const uint16_t *x, const float *h, const uint16_t *a, const float *w_gu, const float *w_d,
                           int n, int D, int F);
 

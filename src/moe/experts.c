@@ -31,7 +31,7 @@ static void backward_one(MoEActs *a, const BlockParams *p, BlockParams *g, int e
     float *dw_gu = g->exp_gate_up + e * 2 * F * D, *dw_d = g->exp_down + e * D * F;
     if (a->padded)
         swiglu_backward_bf16(a->dxg + off * D, dw_gu, dw_d, a->dhh + off * 2 * F, a->da + off * F, a->dyh + off * D,
-                             a->dy + off * D, a->xgh + off * D, a->h + off * 2 * F, a->ah + off * F, w_gu, w_d,
+                             a->xgh + off * D, a->h + off * 2 * F, a->ah + off * F, w_gu, w_d,
                              a->offsets[e + 1] - a->offsets[e], (int)D, (int)F);
     else
         swiglu_backward(a->dxg + off * D, dw_gu, dw_d, a->dh + off * 2 * F, a->da + off * F, a->dy + off * D,

@@ -121,6 +121,20 @@ static inline void prefetch_token_rows(const MoEActs *a, const float *rows, int 
     }
 }
 
+static void scale_row(float *dst, const float *src, float g, int n) {
+    for (int j = 0; j < n; j++) dst[j] = g * src[j];
+}
+
+/* dst = bf16(g * src), through a stack buffer of fp32 pieces */
+static void scale_round_row(uint16_t *dst, const float *src, float g, int n) {
+    float buf[256];
+    for (int j0 = 0; j0 < n; j0 += 256) {
+        int len = n - j0 < 256 ? n - j0 : 256;
+        scale_row(buf, src + j0, g, len);
+        gemm_round_row(dst + j0, buf, len);
+    }
+}
+
 void moe_forward(MoEActs *a, RouterLayer *r, const BlockParams *p, const ModelConfig *m, const float *x, int T, float *out) {
     int D = m->d_model, F = m->d_expert, E = m->n_experts, Fs = m->n_shared * F;
     double t0 = ml_now();
@@ -173,18 +187,23 @@ void moe_backward(MoEActs *a, RouterLayer *r, const BlockParams *p, BlockParams 
                   const float *x, int T, const float *dout, float *dx, float scale) {
     int D = m->d_model, F = m->d_expert, Fs = m->n_shared * F;
     int P = a->rt.n_pairs;
+    int y_loss = r->spec->backward_outputs && r->output_loss;
+    /* bf16 products read dy rounded: written so at once, unless a loss on y adds into it first */
+    int dy_bf16 = a->padded && !y_loss;
     /* Through the combine: each pair's output gets gate * dout; its gate gets <dout, y>.
      * In row order: y and dy stream, the rows of dout (one per token, cached) are gathered. */
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < P; i++) {
         int q = a->row_pairs[i];
-        const float *d = dout + (size_t)a->rt.token[q] * D, *y = a->y + (size_t)a->pos[q] * D;
-        float *dy = a->dy + (size_t)a->pos[q] * D, gq = a->rt.gate[q];
-        for (int j = 0; j < D; j++) dy[j] = gq * d[j];
-        a->dgate[q] = vdotf(d, y, D);
+        size_t row = (size_t)a->pos[q] * D;
+        const float *d = dout + (size_t)a->rt.token[q] * D;
+        if (dy_bf16) scale_round_row(a->dyh + row, d, a->rt.gate[q], D);
+        else scale_row(a->dy + row, d, a->rt.gate[q], D);
+        a->dgate[q] = vdotf(d, a->y + row, D);
     }
-    if (a->padded) zero_padding(a, a->dy, D, sizeof(float));
-    if (r->spec->backward_outputs) r->spec->backward_outputs(r, &a->rt, a->y, a->pos, a->dy, scale);
+    if (y_loss) r->spec->backward_outputs(r, &a->rt, a->y, a->pos, a->dy, scale);
+    if (a->padded && !dy_bf16) gemm_round(a->dyh, a->dy, (size_t)a->offsets[a->E] * D);
+    if (a->padded) zero_padding(a, a->dyh, D, sizeof(uint16_t));
     /* The experts' slices cover every row of dxg and write it whole. */
     if (moe_ep_active()) moe_ep_backward(a, p, g);
     else experts_backward(a, p, g);

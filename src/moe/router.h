@@ -63,6 +63,8 @@ typedef struct {
     void *priv;             /* router scratch */
     int batch_level;        /* set by init: training selection depends on other tokens of the
                                batch (ROUTE_INFER then differs and is evaluated too) */
+    int output_loss;        /* set by init: a loss on the expert outputs is on, so the MoE
+                               layer calls backward_outputs (and keeps dy in fp32 for it) */
     const float *probs;     /* [T, E] router probabilities of the last forward, or NULL */
     int n_losses;
     RouterLoss losses[ROUTER_MAX_LOSSES];
@@ -80,7 +82,8 @@ struct RouterSpec {
     void (*free)(RouterLayer *r);
     /* x [T, D], w [rows, D] or NULL. Fills rt and r->losses. */
     void (*forward)(RouterLayer *r, const float *x, const float *w, int T, Routing *rt);
-    /* Optional. y: expert outputs before gating, pair p at y + pos[p]*D; adds loss gradients into dy (same layout). */
+    /* Optional, called when r->output_loss is set. y: expert outputs before gating, pair p at
+     * y + pos[p]*D; adds loss gradients into dy (same layout). */
     void (*backward_outputs)(RouterLayer *r, const Routing *rt, const float *y, const int *pos, float *dy, float scale);
     /* dgate [n_pairs]: dL/dgate. Adds its own loss gradients (times scale). Accumulates dw and dx. */
     void (*backward)(RouterLayer *r, const float *x, const float *w, int T, const Routing *rt, const float *dgate,

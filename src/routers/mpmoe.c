@@ -166,6 +166,7 @@ static int mpmoe_init(RouterLayer *r) {
     r->pending_len = (int)MPMOE_PENDING_LEN(r->E) + extras_pending_len(&o.ex, r->E);
     r->pending = ml_calloc(r->pending_len, sizeof(double));
     extras_init(&s->ex, &o.ex, r->E, r->state + MPMOE_STATE_LEN(r->E), r->pending + MPMOE_PENDING_LEN(r->E));
+    r->output_loss = o.ex.ortho > 0;
     return 0;
 }
 

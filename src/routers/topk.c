@@ -47,6 +47,7 @@ int topk_setup(RouterLayer *r, const char *name, const RouterOption *table, int 
     r->pending_len = extras_pending_len(&o.ex, r->E);
     r->pending = r->pending_len ? ml_calloc(r->pending_len, sizeof(double)) : NULL;
     extras_init(&s->ex, &o.ex, r->E, r->state_len ? r->state : NULL, r->pending);
+    r->output_loss = o.ex.ortho > 0;
     r->batch_level = o.cf > 0;
     r->priv = s;
     return 0;
