@@ -26,7 +26,7 @@ echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "medians over $reps runs:"
 for k in sgemm_peak_gflops openblas_peak_gflops bf16_peak_gflops moelab_tok_per_s mirror_tok_per_s ratio mfu \
     mirror_mfu router_share fp32_tok_per_s bf16_tok_per_s fp32_mfu bf16_mfu mirror_bf16_tok_per_s bf16_over_fp32 \
-    bf16_over_best_mirror fine_fp32_tok_per_s fine_bf16_tok_per_s fine_fp32_mfu_over_coarse fine_bf16_mfu_over_coarse \
-    fine_router_share; do
+    bf16_peak_over_fp32_peak bf16_over_best_mirror fine_fp32_tok_per_s fine_bf16_tok_per_s fine_fp32_mfu_over_coarse \
+    fine_bf16_mfu_over_coarse fine_router_share; do
     if grep -q "\"$k\"" "$out/1.json"; then printf '  %-26s %s\n' "$k" "$(median "$k")"; fi
 done

@@ -296,17 +296,16 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
     }
 }
 
-static inline float sigmoidf(float z) { return 1.0f / (1.0f + vexpf(-z)); }
 
 /* a = silu(g) u over n entries of a row's gate and up halves */
 static inline void swiglu_span(float *a, const float *g, const float *u, int n) {
-    for (int j = 0; j < n; j++) a[j] = g[j] * sigmoidf(g[j]) * u[j];
+    for (int j = 0; j < n; j++) a[j] = g[j] * vsigmoidf(g[j]) * u[j];
 }
 
 /* its backward: dg, du from da */
 static inline void swiglu_span_backward(float *dg, float *du, const float *g, const float *u, const float *da, int n) {
     for (int j = 0; j < n; j++) {
-        float s = sigmoidf(g[j]);
+        float s = vsigmoidf(g[j]);
         dg[j] = da[j] * u[j] * s * (1.0f + g[j] * (1.0f - s));
         du[j] = da[j] * g[j] * s;
     }

@@ -104,6 +104,24 @@ if train emul bf16 ONEDNN_MAX_CPU_ISA=AVX512_CORE; then
 else
     fail precision_emulated_avx512 "$(cat "$T/emul.err")"
 fi
+# The benchmark's JSON has every key scripts/bench.sh takes medians of (one step of each config,
+# no mirror), and the peaks' ratio is the two peaks it reports.
+if "$M" bench --steps 1 --warmup-steps 0 --threads 2 --no-mirror --fine --json "$T/bench.json" >"$T/bench.out" \
+    2>"$T/bench.err"; then
+    keys=$(sed -n '/^for k in/,/; do/p' scripts/bench.sh | sed 's/for k in//; s/; do//; s/\\//g')
+    missing=$(for k in $keys; do case $k in mirror*|ratio|bf16_over_best_mirror) ;; *) grep -q "\"$k\":" "$T/bench.json" || echo "$k" ;; esac; done)
+    num() { grep -o "\"$1\":[-0-9.e]*" "$T/bench.json" | cut -d: -f2; }
+    if [ -z "$keys" ] || [ -n "$missing" ]; then
+        fail precision_bench_json "keys missing: ${missing:-(no key list read from scripts/bench.sh)}"
+    elif awk -v r="$(num bf16_peak_over_fp32_peak)" -v b="$(num bf16_peak_gflops)" -v f="$(num sgemm_peak_gflops)" \
+        'BEGIN { exit !(f > 0 && (r - b / f) ^ 2 < 1e-4) }'; then
+        pass precision_bench_json
+    else
+        fail precision_bench_json "peak ratio $(num bf16_peak_over_fp32_peak) is not $(num bf16_peak_gflops) / $(num sgemm_peak_gflops)"
+    fi
+else
+    fail precision_bench_json "$(tail -c 300 "$T/bench.err")"
+fi
 # The benchmark's PyTorch baseline under CPU autocast to bf16 runs (a tiny config, one step).
 PY=${PYTHON:-/usr/bin/python3}
 if "$PY" -c 'import torch' 2>/dev/null; then
