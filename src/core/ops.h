@@ -53,5 +53,9 @@ void crossentropy_backward(float *dlogits, const float *logits, const int *targe
 
 void softmax_rows(float *out, const float *in, int n, int d);
 void add_inplace(float *y, const float *x, size_t n);
+/* y = a + b; y = 0; y = x: on all threads, as one thread alone does not reach the memory bandwidth */
+void add_into(float *y, const float *a, const float *b, size_t n);
+void zero_floats(float *y, size_t n);
+void copy_floats(float *y, const float *x, size_t n);
 
 #endif

@@ -149,7 +149,7 @@ float model_forward(Model *m, const int *inputs, const int *targets, int B, int 
         matmul_forward(a->qkv[l], a->xn1[l], p->wqkv, BT, D, 3 * D, 0);
         rope_apply(a->qkv[l], B, T, D, NH, c->rope_theta, 0, 0);
         attention_forward(a->atty[l], a->att[l], a->qkv[l], B, T, D, NH);
-        memcpy(a->x_mid[l], x, (size_t)BT * D * sizeof(float));
+        copy_floats(a->x_mid[l], x, (size_t)BT * D);
         matmul_forward(a->x_mid[l], a->atty[l], p->wo, BT, D, D, 1);
         rmsnorm_forward(a->xn2[l], a->rstd2[l], a->x_mid[l], p->ffn_norm, BT, D, c->norm_eps);
         if (model_is_moe_layer(c, l)) {
@@ -161,8 +161,7 @@ float model_forward(Model *m, const int *inputs, const int *targets, int B, int 
             swiglu_forward(a->dbuf, a->ffn_h[l], a->ffn_a[l], a->xn2[l], p->ffn_gate_up, p->ffn_down, BT, D,
                            model_dense_width(c));
         }
-        memcpy(next, a->x_mid[l], (size_t)BT * D * sizeof(float));
-        add_inplace(next, a->dbuf, (size_t)BT * D);
+        add_into(next, a->x_mid[l], a->dbuf, (size_t)BT * D);
     }
     rmsnorm_forward(a->xn_final, a->rstd_final, a->x_final, m->p.norm, BT, D, c->norm_eps);
     matmul_forward(a->logits, a->xn_final, m->p.lm_head, BT, D, V, 0);
@@ -170,32 +169,24 @@ float model_forward(Model *m, const int *inputs, const int *targets, int B, int 
     return crossentropy_forward(a->tok_loss, a->logits, targets, BT, V);
 }
 
-/* On all threads: one thread alone does not reach the memory bandwidth. */
-void model_zero_grad(Model *m) {
-    size_t n = m->table.total, chunk = (size_t)1 << 16, nchunks = (n + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static)
-    for (size_t c = 0; c < nchunks; c++) {
-        size_t i0 = c * chunk;
-        memset(m->grads + i0, 0, (n - i0 < chunk ? n - i0 : chunk) * sizeof(float));
-    }
-}
+void model_zero_grad(Model *m) { zero_floats(m->grads, m->table.total); }
 
 void model_backward(Model *m, const int *inputs, const int *targets, float scale) {
     const ModelConfig *c = &m->cfg;
     int L = c->n_layers, D = c->d_model, V = c->vocab_size, NH = c->n_heads, B = m->B, T = m->T, BT = B * T;
     Activations *a = &m->acts;
-    size_t nD = (size_t)BT * D * sizeof(float);
+    size_t nD = (size_t)BT * D;
     crossentropy_backward(a->dlogits, a->logits, targets, BT, V, scale);
-    memset(a->dxn, 0, nD);
+    zero_floats(a->dxn, nD);
     matmul_backward(a->dxn, m->g.lm_head, a->dlogits, a->xn_final, m->p.lm_head, BT, D, V);
-    memset(a->dres, 0, nD);
+    zero_floats(a->dres, nD);
     rmsnorm_backward(a->dres, m->g.norm, a->dxn, a->x_final, m->p.norm, a->rstd_final, BT, D);
     if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, L);
     for (int l = L - 1; l >= 0; l--) {
         const BlockParams *p = &m->p.blocks[l];
         BlockParams *g = &m->g.blocks[l];
         /* dres holds dL/d(block output); the FFN branch, then the attention branch. */
-        memset(a->dxn, 0, nD);
+        zero_floats(a->dxn, nD);
         if (model_is_moe_layer(c, l)) {
             moe_backward(&a->moe[l], &m->routers[l], p, g, c, a->xn2[l], BT, a->dres, a->dxn, scale);
             m->router_seconds += a->moe[l].router_seconds;
@@ -204,12 +195,12 @@ void model_backward(Model *m, const int *inputs, const int *targets, float scale
                             a->ffn_a[l], p->ffn_gate_up, p->ffn_down, BT, D, model_dense_width(c), 1);
         }
         rmsnorm_backward(a->dres, g->ffn_norm, a->dxn, a->x_mid[l], p->ffn_norm, a->rstd2[l], BT, D);
-        memset(a->dbuf, 0, nD);
+        zero_floats(a->dbuf, nD);
         matmul_backward(a->dbuf, g->wo, a->dres, a->atty[l], p->wo, BT, D, D);
-        memset(a->dqkv, 0, (size_t)BT * 3 * D * sizeof(float));
+        zero_floats(a->dqkv, 3 * nD);
         attention_backward(a->dqkv, a->datt, a->dbuf, a->qkv[l], a->att[l], B, T, D, NH);
         rope_apply(a->dqkv, B, T, D, NH, c->rope_theta, 0, 1);
-        memset(a->dxn, 0, nD);
+        zero_floats(a->dxn, nD);
         matmul_backward(a->dxn, g->wqkv, a->dqkv, a->xn1[l], p->wqkv, BT, D, 3 * D);
         rmsnorm_backward(a->dres, g->attn_norm, a->dxn, a->x_in[l], p->attn_norm, a->rstd1[l], BT, D);
         if (m->grads_ready) m->grads_ready(m->grads_ready_ctx, l);
