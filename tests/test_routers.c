@@ -23,6 +23,7 @@ static const struct {
     {"topk", "cf=0.6"},
     {"topk", "cf=0.6,drop=position"},
     {"topk", "score=sigmoid"},
+    {"topk", "force_balance=1"},
     {"topk", "bias_rate=0.01,var=1e-3"},
     {"orthvar", "var_kind=column,ortho_group=expert"},
     {"orthvar", "ortho_norm=raw"},
@@ -398,6 +399,41 @@ static void test_topk_capacity(void) {
     }
 }
 
+/* force_balance: a router that sends every token to expert 0 still gives each expert about
+ * T k / E tokens, k distinct ones per token, drawn anew each training step. */
+static void test_topk_force_balance(void) {
+    enum { T = 512 };
+    int load[2][E_] = {{0}};
+    for (int forced = 0; forced < 2; forced++) {
+        Layer c;
+        if (layer_make(&c, "topk", forced ? "force_balance=1" : "", T)) {
+            CHECK(0, "%s", ml_last_error());
+            layer_free(&c);
+            continue;
+        }
+        for (int j = 0; j < D_; j++) c.p.router[j] = 0.0f; /* row 0: expert 0's score */
+        for (int t = 0; t < T; t++) c.x[(size_t)t * D_] = 1.0f;
+        c.p.router[0] = 100.0f;
+        Routing rt = {0}, next = {0};
+        c.r.spec->forward(&c.r, c.x, c.p.router, T, &rt);
+        for (int i = 0; i < rt.n_pairs; i++) load[forced][rt.expert[i]]++;
+        for (int t = 0; t < T && forced; t++) {
+            const int *e = rt.expert + (size_t)t * K_;
+            CHECK(e[0] != e[1], "token %d takes expert %d twice", t, e[0]);
+        }
+        c.r.step++;
+        c.r.spec->forward(&c.r, c.x, c.p.router, T, &next);
+        CHECK(forced == (memcmp(rt.expert, next.expert, (size_t)T * K_ * sizeof(int)) != 0),
+              "force_balance=%d: the next step's routing %s", forced, forced ? "repeats" : "changed");
+        routing_free(&rt), routing_free(&next);
+        layer_free(&c);
+    }
+    CHECK(load[0][0] == T, "without force_balance expert 0 takes %d of %d tokens", load[0][0], T);
+    for (int e = 0; e < E_; e++)
+        CHECK(abs(load[1][e] - T * K_ / E_) < T * K_ / E_ / 5, "force_balance: expert %d takes %d, mean %d", e,
+              load[1][e], T * K_ / E_);
+}
+
 static void test_auxfree_bias(void) {
     Layer c;
     if (layer_make(&c, "auxfree", "bias_rate=0.25", 8)) { CHECK(0, "%s", ml_last_error()); layer_free(&c); return; }
@@ -596,6 +632,7 @@ int main(void) {
     RUN(test_state_checkpoint);
     RUN(test_limiting_cases);
     RUN(test_topk_capacity);
+    RUN(test_topk_force_balance);
     RUN(test_auxfree_bias);
     RUN(test_orthvar_calibration);
     RUN(test_ortho_pair_formula);

@@ -34,16 +34,9 @@ static void random_forward(RouterLayer *r, const float *x, const float *w, int T
             memcpy(&bits, x + (size_t)t * D + j, sizeof bits);
             h = router_hash(h, bits);
         }
-        Rng g;
-        rng_seed(&g, h);
-        int perm[E];
-        for (int e = 0; e < E; e++) perm[e] = e;
-        for (int j = 0; j < k; j++) { /* partial Fisher-Yates */
-            int i = j + (int)rng_below(&g, (unsigned long long)(E - j)), tmp = perm[j];
-            perm[j] = perm[i];
-            perm[i] = tmp;
+        router_draw_experts(h, E, k, rt->expert + (size_t)t * k);
+        for (int j = 0; j < k; j++) {
             rt->token[(size_t)t * k + j] = t;
-            rt->expert[(size_t)t * k + j] = perm[j];
             rt->gate[(size_t)t * k + j] = gate;
         }
     }

@@ -85,6 +85,19 @@ unsigned long long router_hash(unsigned long long h, unsigned long long v) {
     return z ^ (z >> 31);
 }
 
+void router_draw_experts(unsigned long long seed, int E, int k, int *idx) {
+    Rng g;
+    rng_seed(&g, seed);
+    int perm[E];
+    for (int e = 0; e < E; e++) perm[e] = e;
+    for (int j = 0; j < k; j++) {
+        int i = j + (int)rng_below(&g, (unsigned long long)(E - j)), tmp = perm[j];
+        perm[j] = perm[i];
+        perm[i] = tmp;
+        idx[j] = perm[j];
+    }
+}
+
 double router_capacity_lower_bound(double delta, int D, int E) {
     double d2 = delta * delta;
     if (!(d2 > 0) || d2 >= 2) return 1.0;

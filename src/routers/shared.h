@@ -38,4 +38,7 @@ void router_sort_desc(int *idx, int n, const float *val);
 /* 64-bit mix of a value into a hash (splitmix64 finaliser). */
 unsigned long long router_hash(unsigned long long h, unsigned long long v);
 
+/* k distinct experts of E, uniformly at random (a partial Fisher-Yates shuffle seeded by seed). */
+void router_draw_experts(unsigned long long seed, int E, int k, int *idx);
+
 #endif

@@ -95,10 +95,12 @@ void topk_forward(RouterLayer *r, const float *x, const float *w, int T, Routing
     reserve(s, T, k);
     score(s, x, w, T, r->D);
     const float *p = s->sc.probs, *sel = extras_scores(&s->ex, p, T);
+    unsigned long long draw = router_hash((unsigned long long)r->layer, r->mode == ROUTE_TRAIN ? r->step + 1 : 0);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
         int *idx = s->idx + (size_t)t * k;
-        router_select_topk(sel + (size_t)t * E, E, k, idx);
+        if (s->o.balance) router_draw_experts(router_hash(draw, (unsigned long long)t), E, k, idx);
+        else router_select_topk(sel + (size_t)t * E, E, k, idx);
         float sum = 0.0f;
         for (int j = 0; j < k; j++) sum += p[(size_t)t * E + idx[j]];
         for (int j = 0; j < k; j++) {

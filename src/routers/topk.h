@@ -11,6 +11,7 @@ typedef struct {
     double cf;  /* capacity factor, 0 = dropless */
     int drop;   /* 0: drop the lowest-probability pairs of a full expert, 1: the latest tokens */
     int score;  /* 0: softmax, 1: sigmoid */
+    int balance; /* 1: experts drawn at random, not the top k (a benchmarking hook) */
     ExtraOpts ex;
 } TopkOpts;
 
@@ -22,7 +23,10 @@ typedef struct {
      "which pairs a full expert drops: lowest probability, or latest tokens (Megatron moe_token_drop_policy, "       \
      "default probs)"},                                                                                              \
     {"score", ROPT_ENUM, offsetof(TopkOpts, score), d_score, 0, 0, "softmax|sigmoid",                                 \
-     "router score: softmax over experts, or per-expert sigmoid (DeepSeek-V3; no aux or z-loss then)"}
+     "router score: softmax over experts, or per-expert sigmoid (DeepSeek-V3; no aux or z-loss then)"},             \
+    {"force_balance", ROPT_INT, offsetof(TopkOpts, balance), 0, 0, 1, NULL,                                         \
+     "1: each token takes k experts drawn at random, gated by its scores there: a balanced load for speed "         \
+     "measurements whatever the router learns (Megatron moe_router_force_load_balancing); not for models to keep"}
 
 /* Parses opts with `table`, allocates the scratch. model_losses: apply the model's
  * aux and z-loss coefficients (softmax scores only). */
