@@ -10,6 +10,7 @@
 #include "train/trainer.h"
 #include <cblas.h>
 #include <limits.h>
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 
 static void usage(void) {
     printf("usage: moelab bench [--threads N] [--steps S] [--warmup-steps W] [--precision fp32|bf16] [--fine]\n"
-           "                    [--no-mirror] [--python PATH] [--json FILE]\n"
+           "                    [--balanced] [--no-mirror] [--python PATH] [--json FILE]\n"
            "       moelab bench --thread-split [--steps S] [--warmup-steps W]\n\n"
            "Trains the benchmark config (d_model 256, 4 layers, 4 heads, 8 experts, top-2, d_expert 512,\n"
            "seq 256, batch 16, byte vocab) on random tokens, in one run: moelab in fp32 and in bf16, and\n"
@@ -32,6 +33,11 @@ static void usage(void) {
            "  --precision P   which moelab precision the JSON's moelab_tok_per_s/mfu/ratio report (default fp32)\n"
            "  --fine          also the fine-grained config (64 experts, top-8, d_expert 128: the same active\n"
            "                  parameters) in moelab, and its MFU relative to the coarse config\n"
+           "  --balanced      every token's experts drawn at random (topk force_balance=1, Megatron's\n"
+           "                  moe_router_force_load_balancing) in moelab and the mirror: a trained router's\n"
+           "                  even load. Without it the router learns on random tokens and its load can\n"
+           "                  collapse onto a few experts; each config line prints the most loaded expert\n"
+           "                  over the mean (1.0: even; E/k: one expert takes every token)\n"
            "  --no-mirror     moelab only\n"
            "--thread-split times moelab alone with every split of the cores between OpenMP loops and\n"
            "the BLAS (both N, OpenMP 1 + BLAS N, OpenMP N + BLAS 1): --threads N uses both N.\n"
@@ -90,16 +96,33 @@ typedef struct {
 static const BenchShape COARSE = {8, 2, 512}, FINE = {64, 8, 128};
 
 typedef struct {
-    double tok_per_s, router_share, flops_per_tok;
+    double tok_per_s, router_share, flops_per_tok, max_load;
     size_t total, active;
 } MoelabResult;
 
-static int bench_moelab(const BenchShape *sh, int steps, int warm, MoelabResult *res) {
+/* The most loaded expert's pairs over the mean, in the worst MoE layer of the last forward:
+ * random tokens give the router nothing to learn, and its load can collapse onto a few
+ * experts within steps, which changes what the step costs. */
+static double max_load(const Model *m) {
+    double worst = 0.0;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const MoEActs *a = &m->acts.moe[l];
+        if (!m->routers[l].spec || a->rt.n_pairs == 0) continue;
+        int most = 0;
+        for (int e = 0; e < a->E; e++) most = a->counts[e] > most ? a->counts[e] : most;
+        worst = fmax(worst, most * (double)a->E / a->rt.n_pairs);
+    }
+    return worst;
+}
+
+/* balanced: topk's force_balance=1, a load spread evenly whatever the router learns */
+static int bench_moelab(const BenchShape *sh, int balanced, int steps, int warm, MoelabResult *res) {
     TrainConfig tc;
     config_defaults(&tc);
     ModelConfig *c = &tc.model;
     c->n_layers = 4, c->d_model = 256, c->n_heads = 4, c->seq_len = 256, c->vocab_size = 256;
     c->n_experts = sh->experts, c->top_k = sh->topk, c->d_expert = sh->d_expert;
+    if (balanced) snprintf(c->router_opts, sizeof c->router_opts, "force_balance=1");
     tc.batch = 16;
     Model m;
     if (model_create(&m, c)) return -1;
@@ -111,6 +134,7 @@ static int bench_moelab(const BenchShape *sh, int steps, int warm, MoelabResult 
     Rng rng;
     rng_seed(&rng, 1);
     double *dt = ml_malloc(steps * sizeof(double)), *share = ml_malloc(steps * sizeof(double));
+    double *load = ml_malloc(steps * sizeof(double));
     for (int s = 0; s < warm + steps; s++) {
         for (int i = 0; i < BT; i++) inp[i] = (int)rng_below(&rng, 256), tgt[i] = (int)rng_below(&rng, 256);
         double t0 = ml_now();
@@ -125,6 +149,7 @@ static int bench_moelab(const BenchShape *sh, int steps, int warm, MoelabResult 
         if (s >= warm) {
             dt[s - warm] = t;
             share[s - warm] = m.router_seconds / t;
+            load[s - warm] = max_load(&m);
         }
         fprintf(stderr, "\rmoelab %s E%d k%d step %d/%d: %.3f s", precision_name(gemm_precision()), sh->experts,
                 sh->topk, s + 1, warm + steps, t);
@@ -133,8 +158,9 @@ static int bench_moelab(const BenchShape *sh, int steps, int warm, MoelabResult 
     params_count(&m.table, &m.cfg, m.router_rows, &res->total, &res->active);
     res->tok_per_s = BT / median(dt, steps);
     res->router_share = median(share, steps);
+    res->max_load = median(load, steps);
     res->flops_per_tok = 6.0 * res->active + 6.0 * c->n_layers * c->d_model * c->seq_len;
-    free(inp), free(tgt), free(dt), free(share);
+    free(inp), free(tgt), free(dt), free(share), free(load);
     adamw_free(&opt);
     model_free(&m);
     return 0;
@@ -156,7 +182,7 @@ static int find_mirror(char *out, size_t n) {
 }
 
 /* Tokens/s of the mirror, fp32 or under CPU autocast to bf16; -1 when it could not run. */
-static double bench_mirror(const char *python, int threads, int steps, int warm, int autocast) {
+static double bench_mirror(const char *python, int threads, int steps, int warm, int autocast, int balanced) {
     char script[PATH_MAX + 64], nt[16], ns[16], nw[16];
     if (find_mirror(script, sizeof script)) {
         fprintf(stderr, "moelab bench: MIRROR SKIPPED: tests/mirror/bench_mirror.py not found\n");
@@ -166,10 +192,13 @@ static double bench_mirror(const char *python, int threads, int steps, int warm,
     snprintf(ns, sizeof ns, "%d", steps);
     snprintf(nw, sizeof nw, "%d", warm);
     /* An argument vector, never a shell line: --python is a path, not a command. */
-    char *argv[] = {(char *)python, script, "--threads", nt, "--steps", ns, "--warmup-steps", nw,
-                    autocast ? "--autocast-bf16" : NULL, NULL};
-    fprintf(stderr, "running the PyTorch mirror: %s %s --threads %s --steps %s --warmup-steps %s%s\n", python, script, nt,
-            ns, nw, autocast ? " --autocast-bf16" : "");
+    char *argv[11] = {(char *)python, script, "--threads", nt, "--steps", ns, "--warmup-steps", nw};
+    int argc = 8;
+    if (autocast) argv[argc++] = "--autocast-bf16";
+    if (balanced) argv[argc++] = "--balanced";
+    argv[argc] = NULL;
+    fprintf(stderr, "running the PyTorch mirror: %s %s --threads %s --steps %s --warmup-steps %s%s%s\n", python, script,
+            nt, ns, nw, autocast ? " --autocast-bf16" : "", balanced ? " --balanced" : "");
     int code;
     char *out = ml_spawn_capture(argv, 0, 1 << 20, &code, NULL);
     double tps = -1;
@@ -196,7 +225,7 @@ static int thread_split(int steps, int warm) {
     for (int i = 0; i < 3; i++) {
         set_split(splits[i][0], splits[i][1]);
         MoelabResult r;
-        if (bench_moelab(&COARSE, steps, warm, &r)) return -1;
+        if (bench_moelab(&COARSE, 0, steps, warm, &r)) return -1;
         printf("%-10d %-10d %12.0f\n", splits[i][0], splits[i][1], r.tok_per_s);
         fflush(stdout);
     }
@@ -212,7 +241,7 @@ static int count_flag(const char *v, long max) {
 
 /* Everything one run measures; -1 marks what was not measured. */
 typedef struct {
-    int threads, fine;
+    int threads, fine, balanced;
     Precision headline;
     double peak[2];           /* GEMM peak, FLOP/s, by Precision */
     double blas;              /* OpenBLAS sgemm on the same product */
@@ -228,26 +257,30 @@ static int run_bench(Bench *b, int steps, int warm, int mirror, const char *pyth
     for (int p = 0; p < 2; p++) {
         if (gemm_set_precision((Precision)p)) return -1;
         b->peak[p] = gemm_peak();
-        if (bench_moelab(&COARSE, steps, warm, &b->coarse[p])) return -1;
-        if (b->fine && bench_moelab(&FINE, steps, warm, &b->fine_r[p])) return -1;
+        if (bench_moelab(&COARSE, b->balanced, steps, warm, &b->coarse[p])) return -1;
+        if (b->fine && bench_moelab(&FINE, b->balanced, steps, warm, &b->fine_r[p])) return -1;
     }
     gemm_set_precision(PREC_FP32);
     b->blas = blas_peak();
-    for (int a = 0; a < 2; a++) b->mirror[a] = mirror ? bench_mirror(python, b->threads, steps, warm, a) : -1;
+    for (int a = 0; a < 2; a++)
+        b->mirror[a] = mirror ? bench_mirror(python, b->threads, steps, warm, a, b->balanced) : -1;
     return 0;
 }
 
 static void print_bench(const Bench *b) {
     const MoelabResult *c = b->coarse;
     printf("threads              %d\n", b->threads);
+    printf("routing              %s\n", b->balanced ? "balanced: topk with force_balance=1 (moelab and the mirror)"
+                                                     : "topk, learned on random tokens (its load may collapse)");
     printf("gemm peak            fp32 %.1f GFLOP/s (oneDNN sgemm; OpenBLAS %.1f), bf16 %.1f GFLOP/s (oneDNN matmul)\n",
            b->peak[0] / 1e9, b->blas / 1e9, b->peak[1] / 1e9);
     printf("params               %zu total, %zu active; %.1f MFLOP/token\n", c[0].total, c[0].active,
            c[0].flops_per_tok / 1e6);
     for (int p = 0; p < 2; p++)
-        printf("moelab %s          %.0f tok/s  (MFU %.1f%% of the %s peak, router %.1f%% of step)\n",
+        printf("moelab %s          %.0f tok/s  (MFU %.1f%% of the %s peak, router %.1f%% of step, max expert load "
+               "%.2fx the mean)\n",
                precision_name((Precision)p), c[p].tok_per_s, 100 * mfu(b, &c[p], (Precision)p),
-               precision_name((Precision)p), 100 * c[p].router_share);
+               precision_name((Precision)p), 100 * c[p].router_share, c[p].max_load);
     const char *mname[2] = {"pytorch fp32        ", "pytorch autocast bf16"};
     for (int a = 0; a < 2; a++) {
         if (b->mirror[a] > 0)
@@ -265,9 +298,10 @@ static void print_bench(const Bench *b) {
     if (b->fine)
         for (int p = 0; p < 2; p++)
             printf("fine-grained %s    %.0f tok/s  (E64 k8 d_expert 128: MFU %.1f%%, %.2fx the coarse MFU, router %.1f%% "
-                   "of step)\n",
+                   "of step, max expert load %.2fx the mean)\n",
                    precision_name((Precision)p), b->fine_r[p].tok_per_s, 100 * mfu(b, &b->fine_r[p], (Precision)p),
-                   mfu(b, &b->fine_r[p], (Precision)p) / mfu(b, &c[p], (Precision)p), 100 * b->fine_r[p].router_share);
+                   mfu(b, &b->fine_r[p], (Precision)p) / mfu(b, &c[p], (Precision)p), 100 * b->fine_r[p].router_share,
+                   b->fine_r[p].max_load);
 }
 
 /* Flat keys, so scripts/bench.sh can take medians with grep. The first keys keep their
@@ -281,9 +315,10 @@ static int write_json(const Bench *b, const char *path) {
                "\"openblas_peak_gflops\":%.2f,",
             b->threads, precision_name(b->headline), b->peak[0] / 1e9, b->peak[1] / 1e9, b->blas / 1e9);
     fprintf(f, "\"moelab_tok_per_s\":%.1f,\"mirror_tok_per_s\":%.1f,\"ratio\":%.3f,\"mfu\":%.4f,\"mirror_mfu\":%.4f,"
-               "\"router_share\":%.4f,",
+               "\"router_share\":%.4f,\"balanced\":%d,\"max_load\":%.3f,",
             h->tok_per_s, b->mirror[0], b->mirror[0] > 0 ? h->tok_per_s / b->mirror[0] : -1.0,
-            mfu(b, h, b->headline), b->mirror[0] > 0 ? b->mirror[0] * fpt / b->peak[0] : -1.0, h->router_share);
+            mfu(b, h, b->headline), b->mirror[0] > 0 ? b->mirror[0] * fpt / b->peak[0] : -1.0, h->router_share, b->balanced,
+            h->max_load);
     fprintf(f, "\"fp32_tok_per_s\":%.1f,\"bf16_tok_per_s\":%.1f,\"fp32_mfu\":%.4f,\"bf16_mfu\":%.4f,"
                "\"mirror_bf16_tok_per_s\":%.1f,\"bf16_over_fp32\":%.3f,\"bf16_peak_over_fp32_peak\":%.3f,"
                "\"bf16_over_best_mirror\":%.3f",
@@ -292,10 +327,11 @@ static int write_json(const Bench *b, const char *path) {
             best_mirror(b) > 0 ? c[1].tok_per_s / best_mirror(b) : -1.0);
     if (b->fine)
         fprintf(f, ",\"fine_fp32_tok_per_s\":%.1f,\"fine_bf16_tok_per_s\":%.1f,\"fine_fp32_mfu_over_coarse\":%.3f,"
-                   "\"fine_bf16_mfu_over_coarse\":%.3f,\"fine_router_share\":%.4f",
+                   "\"fine_bf16_mfu_over_coarse\":%.3f,\"fine_router_share\":%.4f,\"fine_max_load\":%.3f",
                 b->fine_r[0].tok_per_s, b->fine_r[1].tok_per_s,
                 mfu(b, &b->fine_r[0], PREC_FP32) / mfu(b, &c[0], PREC_FP32),
-                mfu(b, &b->fine_r[1], PREC_BF16) / mfu(b, &c[1], PREC_BF16), b->fine_r[b->headline].router_share);
+                mfu(b, &b->fine_r[1], PREC_BF16) / mfu(b, &c[1], PREC_BF16), b->fine_r[b->headline].router_share,
+                b->fine_r[b->headline].max_load);
     fprintf(f, "}\n");
     return fclose(f) == 0 ? 0 : ml_fail("cannot write %s", path);
 }
@@ -316,6 +352,7 @@ int cmd_bench(int argc, char **argv) {
         if (strcmp(f, "--no-mirror") == 0) mirror = 0;
         else if (strcmp(f, "--thread-split") == 0) split = 1;
         else if (strcmp(f, "--fine") == 0) b.fine = 1;
+        else if (strcmp(f, "--balanced") == 0) b.balanced = 1;
         else if (strcmp(f, "--precision") == 0 && v) rc = precision_parse(argv[++i], &b.headline);
         else if (strcmp(f, "--threads") == 0 && v) threads = count_flag(argv[++i], 1024);
         else if (strcmp(f, "--steps") == 0 && v) steps = count_flag(argv[++i], 100000);

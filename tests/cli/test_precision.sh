@@ -105,9 +105,9 @@ else
     fail precision_emulated_avx512 "$(cat "$T/emul.err")"
 fi
 # The benchmark's JSON has every key scripts/bench.sh takes medians of (one step of each config,
-# no mirror), and the peaks' ratio is the two peaks it reports.
-if "$M" bench --steps 1 --warmup-steps 0 --threads 2 --no-mirror --fine --json "$T/bench.json" >"$T/bench.out" \
-    2>"$T/bench.err"; then
+# no mirror), the peaks' ratio is the two peaks it reports, and --balanced spreads the load.
+if "$M" bench --steps 1 --warmup-steps 0 --threads 2 --no-mirror --fine --balanced --json "$T/bench.json" \
+    >"$T/bench.out" 2>"$T/bench.err"; then
     keys=$(sed -n '/^for k in/,/; do/p' scripts/bench.sh | sed 's/for k in//; s/; do//; s/\\//g')
     missing=$(for k in $keys; do case $k in mirror*|ratio|bf16_over_best_mirror) ;; *) grep -q "\"$k\":" "$T/bench.json" || echo "$k" ;; esac; done)
     num() { grep -o "\"$1\":[-0-9.e]*" "$T/bench.json" | cut -d: -f2; }
@@ -116,6 +116,12 @@ if "$M" bench --steps 1 --warmup-steps 0 --threads 2 --no-mirror --fine --json "
     elif awk -v r="$(num bf16_peak_over_fp32_peak)" -v b="$(num bf16_peak_gflops)" -v f="$(num sgemm_peak_gflops)" \
         'BEGIN { exit !(f > 0 && (r - b / f) ^ 2 < 1e-4) }'; then
         pass precision_bench_json
+        if grep -q '"balanced":1' "$T/bench.json" && awk -v a="$(num max_load)" -v b="$(num fine_max_load)" \
+            'BEGIN { exit !(a >= 1 && a < 1.3 && b >= 1 && b < 1.3) }'; then
+            pass precision_bench_balanced
+        else
+            fail precision_bench_balanced "max expert load $(num max_load) (fine $(num fine_max_load)), want < 1.3"
+        fi
     else
         fail precision_bench_json "peak ratio $(num bf16_peak_over_fp32_peak) is not $(num bf16_peak_gflops) / $(num sgemm_peak_gflops)"
     fi

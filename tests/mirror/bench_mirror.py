@@ -2,6 +2,7 @@
 trainer is compared with.
 
 Usage: /usr/bin/python3 tests/mirror/bench_mirror.py --threads N --steps S [--warmup-steps W] [--autocast-bf16]
+       [--balanced]
        [--d-model 256 --layers 4 --heads 4 --experts 8 --topk 2 --d-expert 512 --seq-len 256
         --batch 16 --vocab 256 ...]
 
@@ -35,6 +36,9 @@ def main():
     ap.add_argument("--warmup-steps", "--warmup_steps", dest="warmup_steps", type=int, default=2,
                     help="untimed steps first")
     ap.add_argument("--autocast-bf16", action="store_true", help="forward under torch.autocast('cpu', bfloat16)")
+    ap.add_argument("--balanced", action="store_true",
+                    help="each token's experts drawn at random, gated by its probabilities there (moelab's "
+                         "topk force_balance=1)")
     for k, v in {**MODEL_DEFAULTS, **TRAIN_DEFAULTS}.items():
         ap.add_argument("--" + k.replace("_", "-"), "--" + k, dest=k, type=type(v), default=v)
     args = ap.parse_args()
@@ -42,7 +46,8 @@ def main():
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    cfg = mirror.ModelCfg(**{k: getattr(args, k) for k in MODEL_DEFAULTS})
+    cfg = mirror.ModelCfg(**{k: getattr(args, k) for k in MODEL_DEFAULTS},
+                          router_opts="force_balance=1" if args.balanced else "")
     total_steps = args.warmup_steps + args.steps
     tc = mirror.TrainCfg(batch=args.batch, steps=total_steps, **{k: getattr(args, k) for k in TRAIN_DEFAULTS
                                                                   if k != "batch"})
@@ -69,6 +74,7 @@ def main():
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "autocast_bf16": args.autocast_bf16,
+        "balanced": args.balanced,
         "tokens_per_step": B * T,
         "params": n_params,
         "final_loss": losses[-1] if losses else None,

@@ -207,7 +207,9 @@ def topk_router(xn, w_router, cfg):
     logits = F.linear(xn, w_router)
     probs = torch.softmax(logits, dim=-1)
     with torch.no_grad():
-        if k == 1:
+        if "force_balance=1" in cfg.router_opts.split(","):  # benchmarking: k random experts per token
+            sel = torch.rand(BT, E).argsort(dim=-1)[:, :k]
+        elif k == 1:
             sel = probs.argmax(dim=-1, keepdim=True)  # first maximum: lowest index
         else:
             sel = torch.sort(probs, dim=-1, descending=True, stable=True)[1][:, :k]
