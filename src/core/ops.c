@@ -296,7 +296,6 @@ void attention_backward(float *dqkv, float *datt, const float *dout, const float
     }
 }
 
-
 /* a = silu(g) u over n entries of a row's gate and up halves */
 static inline void swiglu_span(float *a, const float *g, const float *u, int n) {
     for (int j = 0; j < n; j++) a[j] = g[j] * vsigmoidf(g[j]) * u[j];
